@@ -1,0 +1,58 @@
+"""flownb: notebook cells as durable workflows.
+
+Users import from here only; everything in subpackages is internal.
+"""
+
+from flownb.engine.run import Run
+from flownb.errors import (
+    ApprovalRejected,
+    CycleError,
+    FlowDefinitionError,
+    FlownbError,
+    OutputNotStorable,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+    StepFailed,
+    StepTimeout,
+    StoreLocked,
+    TemplateError,
+)
+from flownb.model.flow import Flow
+from flownb.queries import history, sql
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApprovalRejected",
+    "CycleError",
+    "Flow",
+    "FlowDefinitionError",
+    "FlownbError",
+    "OutputNotStorable",
+    "Run",
+    "RunCancelled",
+    "RunFailed",
+    "RunNotFound",
+    "StepFailed",
+    "StepTimeout",
+    "StoreLocked",
+    "TemplateError",
+    "history",
+    "load_ipython_extension",
+    "sql",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext flownb``: register the magics and the live view."""
+    from flownb.notebook.extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    from flownb.notebook.extension import unload
+
+    unload(ipython)

@@ -1,0 +1,1 @@
+"""Running flows: the scheduler, retry and timeout policies, run handles, resume."""

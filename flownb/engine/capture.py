@@ -1,0 +1,97 @@
+"""Per-step stdout/stderr: a ``sys.stdout`` proxy routed by a ContextVar.
+
+Steps run in worker threads and on the engine's loop, in parallel; ``print``
+inside a step must land in that step's log and in no cell's output. The proxy
+looks up the current step's log in a ContextVar (copied into worker threads),
+and forwards everything else to the stream it wraps.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, TextIO
+
+_MAX_KEPT = 1_000_000  # characters of each stream kept for the store
+
+
+class StepLog:
+    """What one attempt printed, with an optional live listener."""
+
+    def __init__(self, on_write: Callable[[str, str], None] | None = None) -> None:
+        self._parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._sizes = {"stdout": 0, "stderr": 0}
+        self._lock = threading.Lock()
+        self.on_write = on_write
+
+    def write(self, stream: str, text: str) -> None:
+        if not text:
+            return
+        with self._lock:
+            if self._sizes[stream] < _MAX_KEPT:
+                self._parts[stream].append(text)
+                self._sizes[stream] += len(text)
+        if self.on_write is not None:
+            self.on_write(stream, text)
+
+    def text(self, stream: str) -> str:
+        with self._lock:
+            out = "".join(self._parts[stream])
+        return out if len(out) <= _MAX_KEPT else out[:_MAX_KEPT] + "\n[... truncated]"
+
+
+CURRENT_LOG: ContextVar[StepLog | None] = ContextVar("flownb_step_log", default=None)
+
+
+class _Router:
+    """Stands in for sys.stdout/sys.stderr; routes a step's writes to its log.
+
+    Attribute *writes* stay on the proxy: IPython and ipykernel set attributes
+    on ``sys.stdout`` per cell, and forwarding them would bypass the routing.
+    """
+
+    _own = frozenset({"_stream", "_name", "_extra"})
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        object.__setattr__(self, "_stream", stream)
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_extra", {})
+
+    def write(self, text: str) -> int:
+        log = CURRENT_LOG.get()
+        if log is not None:
+            log.write(self._name, text)
+            return len(text)
+        writer = self._extra.get("write") or self._stream.write
+        return int(writer(text) or 0)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if CURRENT_LOG.get() is None:
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        extra = object.__getattribute__(self, "_extra")
+        if name in extra:
+            return extra[name]
+        return getattr(object.__getattribute__(self, "_stream"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._extra[name] = value
+
+
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Wrap the current sys.stdout/sys.stderr (again, if something replaced them)."""
+    with _install_lock:
+        for name in ("stdout", "stderr"):
+            current = getattr(sys, name)
+            if current is not None and not isinstance(current, _Router):
+                setattr(sys, name, _Router(current, name))

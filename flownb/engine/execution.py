@@ -1,0 +1,551 @@
+"""A run in progress: ready-queue scheduling on the engine's event loop.
+
+Guarantees kept here:
+
+* A step starts as soon as all of its dependencies are done, within the
+  flow's ``max_concurrency``; levels are shown, never waited for.
+* With ``durability="sync"`` a step's completion is committed before any of
+  its dependents starts; completions that arrive together share a commit.
+* A step whose success was committed is never executed again for this run
+  (resume restores it from the store instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from collections import deque
+from concurrent.futures import Future
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flownb.engine.capture import StepLog
+from flownb.engine.context import StepContext
+from flownb.engine.recorder import Recorder
+from flownb.engine.stepper import Outcome, format_error, run_step
+from flownb.errors import (
+    FlownbError, RunCancelled, RunFailed, StepFailed, StepTimeout,
+)  # fmt: skip
+from flownb.executors import resolve_executor
+from flownb.model.hashing import digest
+from flownb.model.spec import StepSpec
+from flownb.store.base import Decision, Store, utcnow
+from flownb.store.codecs import Encoded, encode
+
+if TYPE_CHECKING:
+    from flownb.engine.resume import Restored
+    from flownb.engine.runtime import Runtime
+    from flownb.model.flow import Flow, Graph
+
+APPROVAL_POLL_SECONDS = 2.0
+HEARTBEAT_SECONDS = 15.0
+MAX_DEPTH = 5
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+DONE_STEP = frozenset({"succeeded", "cached", "skipped"})
+
+
+class RunExecution:
+    def __init__(
+        self, runtime: Runtime, flow: Flow, graph: Graph, params: dict[str, Any], store: Store,
+        run_id: str, *, timeout: float | None = None, parent_run_id: str | None = None,
+        depth: int = 0, restored: Restored | None = None,
+    ) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.flow = flow
+        self.graph = graph
+        self.params = params
+        self.store = store
+        self.run_id = run_id
+        self.timeout = timeout
+        self.parent_run_id = parent_run_id
+        self.depth = depth
+        self.restored = restored
+        self.recorder = Recorder(store, run_id, restored.next_seq if restored else 1)
+        self.executor = resolve_executor(flow.executor)
+        self.status = "pending"
+        self.error: BaseException | None = None
+        self.outputs: dict[str, Any] = dict(restored.outputs) if restored else {}
+        self.output_hashes: dict[str, str] = dict(restored.output_hashes) if restored else {}
+        self.restored_items: dict[str, Any] = dict(restored.items) if restored else {}
+        self.step_status: dict[str, str] = {n: "pending" for n in graph.deps}
+        self.attempts: dict[str, int] = dict(restored.attempts) if restored else {}
+        self.done: Future[None] = Future()
+        self.log_listeners: list[Any] = []
+        self._approvals: dict[str, asyncio.Future[Decision]] = {}
+        self._decided: dict[str, Decision] = dict(restored.decisions) if restored else {}
+        self._requested: set[str] = set(restored.requested) if restored else set()
+        self._task: asyncio.Task[None] | None = None
+        self._step_tasks: dict[str, asyncio.Task[Outcome]] = {}
+        self._children: set[RunExecution] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._finished = asyncio.Event()
+        self._foreach_t0: dict[str, tuple[datetime, float]] = {}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start on the engine loop (called there)."""
+        self._task = asyncio.get_running_loop().create_task(self._main(), name=f"flownb-run-{self.run_id}")
+
+    async def _main(self) -> None:
+        started = time.perf_counter()
+        self._begin()
+        try:
+            async with self.runtime.run_slot(self.flow, self):
+                self._set_status("running")
+                self.recorder.commit()
+                async with asyncio.timeout(self.timeout):
+                    await self._schedule()
+        except TimeoutError:
+            await self._cancel_steps()
+            self.error = RunFailed(
+                f"run {self.run_id} of flow {self.flow.name!r} timed out after {self.timeout:g}s; "
+                f"resume it with flow.resume({self.run_id!r}) or raise the run timeout"
+            )
+        except asyncio.CancelledError:
+            await self._cancel_steps()
+            self.error = RunCancelled(f"run {self.run_id} of flow {self.flow.name!r} was cancelled")
+        except Exception as exc:  # noqa: BLE001  (an engine bug must end the run, recorded)
+            await self._cancel_steps()
+            self.error = RunFailed(f"run {self.run_id} failed inside flownb: {format_error(exc)}")
+        finally:
+            await self._end(time.perf_counter() - started)
+
+    def _begin(self) -> None:
+        r = self.recorder
+        if self.restored is None:
+            r.emit(
+                "run_started", flow=self.flow.name, status="pending", params=_jsonable(self.params),
+                host=socket.gethostname(), pid=os.getpid(), notebook=self.runtime.notebook,
+                flow_hash=self.graph.hash, parent_run_id=self.parent_run_id,
+            )  # fmt: skip
+        else:
+            r.emit("run_status", status="pending", resumed=True, pid=os.getpid(), host=socket.gethostname())
+            for name in self.outputs:
+                if name in self.step_status:
+                    self.step_status[name] = self.restored.statuses.get(name, "succeeded")  # type: ignore[union-attr]
+            for name, status in self.restored.statuses.items():
+                if name in self.step_status and status == "skipped":
+                    self.step_status[name] = "skipped"
+        r.commit()
+
+    async def _end(self, seconds: float) -> None:
+        if self.error is None:
+            status = "succeeded"
+        elif isinstance(self.error, RunCancelled):
+            status = "cancelled"
+        else:
+            status = "failed"
+        self.status = status
+        for name, st in self.step_status.items():
+            if st in ("pending", "running", "retrying", "waiting"):
+                self.step_status[name] = "cancelled"
+        if self._poller is not None:
+            self._poller.cancel()
+        self.recorder.emit(
+            "run_ended", status=status, error=str(self.error) if self.error else None,
+            duration_ms=round(seconds * 1000, 3),
+        )  # fmt: skip
+        commit = self.recorder.commit()
+        try:
+            await asyncio.wrap_future(commit)
+        except Exception as exc:  # noqa: BLE001  (the run has ended; say why it was not recorded)
+            self.error = self.error or exc
+        self._finished.set()
+        self.runtime.forget(self)
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def wait_finished(self) -> None:
+        await self._finished.wait()
+
+    # -- scheduling ---------------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        deps = self.graph.deps
+        done = {n for n, s in self.step_status.items() if s in DONE_STEP}
+        self._waiting_on = {n: len(d - done) for n, d in deps.items() if n not in done}
+        self._ready: deque[str] = deque(sorted(n for n, c in self._waiting_on.items() if c == 0))
+        self._running = 0
+        self._open = len(self._waiting_on)
+        self._stopping = False
+        self._all_done = asyncio.Event()
+        if self._open == 0:
+            return
+        self._pump()
+        await self._all_done.wait()
+        failed = [n for n, s in self.step_status.items() if s == "failed"]
+        if failed and self.error is None:
+            self.error = RunFailed(f"run {self.run_id} of flow {self.flow.name!r}: step(s) {', '.join(failed)} failed")
+
+    def _pump(self) -> None:
+        limit = self.flow.max_concurrency
+        while self._ready and not self._stopping:
+            name = self._ready[0]
+            gate = self.graph.specs[name].kind == "approval"  # waiting holds no slot
+            if not gate and self._running >= limit:
+                return
+            self._ready.popleft()
+            if not gate:
+                self._running += 1
+            self.step_status[name] = "running"
+            task = asyncio.get_running_loop().create_task(run_step(self, name))
+            self._step_tasks[name] = task
+            task.add_done_callback(lambda t, n=name, g=gate: self._step_done(n, t, g))
+
+    def _step_done(self, name: str, task: asyncio.Task[Outcome], gate: bool) -> None:
+        self._step_tasks.pop(name, None)
+        if not gate:
+            self._running -= 1
+        if task.cancelled():
+            self.step_status[name] = "cancelled"
+            self._close(name)
+            return
+        exc = task.exception()
+        outcome = Outcome("failed", error=exc) if exc is not None else task.result()
+        if outcome.status in ("succeeded", "cached"):
+            self._succeed(name, outcome)
+            return
+        self.step_status[name] = outcome.status
+        if outcome.status == "failed":
+            spec = self.graph.specs[name]
+            self.error = self.error if self.error else None
+            if spec.on_failure == "stop":
+                self.error = outcome.error
+                self._stop()
+            else:
+                self._skip_downstream(name, f"upstream step {name!r} failed")
+        elif outcome.status == "skipped":
+            self._skip_downstream(name, f"upstream step {name!r} was skipped")
+        self.recorder.commit()
+        self._close(name)
+
+    def _succeed(self, name: str, outcome: Outcome) -> None:
+        self.outputs[name] = outcome.value
+        self.step_status[name] = outcome.status
+        commit = self.recorder.commit()
+        children = self.graph.dependents.get(name, ())
+        if self.flow.durability == "sync" and children and not commit.done():
+            # committed before any dependent starts: release them from the commit's callback
+            loop = asyncio.get_running_loop()
+            commit.add_done_callback(lambda f: loop.call_soon_threadsafe(self._release, name, f))
+        else:
+            self._release(name, commit)
+
+    def _release(self, name: str, commit: Future[None]) -> None:
+        if commit.done() and commit.exception() is not None:
+            self.step_status[name] = "failed"
+            self.error = StepFailed(
+                f"step {name!r} of run {self.run_id} succeeded but could not be recorded: {commit.exception()}",
+                step=name, run_id=self.run_id,
+            )  # fmt: skip
+            self._stop()
+            self._close(name)
+            return
+        for child in self.graph.dependents.get(name, ()):
+            if child in self._waiting_on:
+                self._waiting_on[child] -= 1
+                if self._waiting_on[child] == 0 and self.step_status[child] == "pending":
+                    self._ready.append(child)
+        self._close(name)
+
+    def _close(self, name: str) -> None:
+        self._open -= 1
+        self._pump()
+        if self._open <= 0 or (self._stopping and not self._step_tasks):
+            self._all_done.set()
+
+    def _stop(self) -> None:
+        """Fail fast: no new steps; running ones are cancelled."""
+        self._stopping = True
+        for task in list(self._step_tasks.values()):
+            task.cancel()
+        if not self._step_tasks:
+            self._all_done.set()
+
+    def _skip_downstream(self, root: str, reason: str) -> None:
+        from flownb.model.dag import downstream
+
+        for child in sorted(downstream(self.graph.deps, [root])):
+            if self.step_status.get(child) == "pending":
+                self.skip(child, reason)
+                self._open -= 1
+                self._waiting_on.pop(child, None)
+
+    async def _cancel_steps(self) -> None:
+        for child in list(self._children):
+            child.cancel()
+        tasks = list(self._step_tasks.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- what the stepper records ------------------------------------------------
+
+    def scope_for(self, spec: StepSpec) -> dict[str, Any]:
+        scope: dict[str, Any] = {"params": self.params, "run": {"id": self.run_id, "flow": self.flow.name}}
+        for dep in spec.deps:
+            if dep in self.outputs:
+                scope[dep] = self.outputs[dep]
+        return scope
+
+    def input_hash(self, spec: StepSpec) -> str:
+        upstream = [f"{d}={self.output_hashes.get(d, '')}" for d in sorted(spec.deps)]
+        return digest(spec.code_hash, json.dumps(_jsonable(self.params), sort_keys=True), *upstream)
+
+    def next_attempt(self, step: str) -> int:
+        return self.attempts.get(step, 0) + 1
+
+    def new_log(self, step: str) -> StepLog:
+        if not self.log_listeners:
+            return StepLog()
+        listeners = list(self.log_listeners)
+
+        def on_write(stream: str, text: str) -> None:
+            for listener in listeners:
+                listener(self, step, stream, text)
+
+        return StepLog(on_write)
+
+    def attempt_started(self, ctx: StepContext, input_hash: str) -> datetime:
+        self.attempts[ctx.step] = ctx.attempt
+        if ctx.step in self.step_status:
+            self.step_status[ctx.step] = "running"
+        now = utcnow()
+        self.recorder.emit(
+            "step_started", ctx.step, attempt=ctx.attempt, kind=ctx.spec.kind, status="running",
+            level=self.graph.levels.get(ctx.spec.name), input_hash=input_hash,
+        )  # fmt: skip
+        self.recorder.commit()
+        return now
+
+    def attempt_finished(
+        self, ctx: StepContext, started: datetime, t0: float, status: str, input_hash: str, *,
+        error: BaseException | None = None, encoded: list[tuple[str, Encoded]] | Encoded | None = None,
+        reason: str | None = None,
+    ) -> None:  # fmt: skip
+        payload: dict[str, Any] = {
+            "attempt": ctx.attempt, "kind": ctx.spec.kind, "status": status,
+            "level": self.graph.levels.get(ctx.spec.name), "started_at": started.isoformat(),
+            "duration_ms": round((time.perf_counter() - t0) * 1000, 3), "input_hash": input_hash,
+            "code_hash": ctx.spec.code_hash,
+        }  # fmt: skip
+        out = ctx.log.text("stdout")
+        err = ctx.log.text("stderr")
+        if out:
+            payload["stdout"] = out
+        if err:
+            payload["stderr"] = err
+        if error is not None:
+            payload["error_type"] = type(error).__name__
+            payload["error"] = str(error) or type(error).__name__
+            payload["traceback"] = format_error(error)
+        if reason:
+            payload["reason"] = reason
+        if ctx.metrics:
+            payload.update(ctx.metrics)
+        if ctx.recorded_inputs is not None:
+            payload["inputs"] = ctx.recorded_inputs
+        if encoded is not None:
+            parts = encoded if isinstance(encoded, list) else [(ctx.spec.name if ctx.step == ctx.spec.name else ctx.step, encoded)]
+            hashes = []
+            for name, enc in parts:
+                self.recorder.output(ctx.step, name, enc)
+                hashes.append(enc.hash)
+            payload["output_hash"] = hashes[0] if len(hashes) == 1 else digest(*hashes)
+            if ctx.step == ctx.spec.name:
+                self.output_hashes[ctx.spec.name] = payload["output_hash"]
+        self.recorder.emit("step_finished", ctx.step, **payload)
+
+    def step_retrying(self, step: str, attempt: int, delay: float, exc: BaseException) -> None:
+        if step in self.step_status:
+            self.step_status[step] = "retrying"
+        self.recorder.emit("step_retrying", step, attempt=attempt, delay_s=round(delay, 4), error=str(exc))
+        self.recorder.commit()
+
+    def skip(self, name: str, reason: str) -> Outcome:
+        self.step_status[name] = "skipped"
+        spec = self.graph.specs[name]
+        self.recorder.emit(
+            "step_finished", name, attempt=self.next_attempt(name), kind=spec.kind, status="skipped",
+            level=self.graph.levels.get(name), reason=reason, code_hash=spec.code_hash,
+        )  # fmt: skip
+        return Outcome("skipped", reason=reason)
+
+    def foreach_started(self, spec: StepSpec, count: int) -> None:
+        attempt = self.next_attempt(spec.name)
+        self.attempts[spec.name] = attempt
+        self._foreach_t0[spec.name] = (utcnow(), time.perf_counter())
+        self.recorder.emit(
+            "step_started", spec.name, attempt=attempt, kind=spec.kind, status="running",
+            level=self.graph.levels.get(spec.name), items=count,
+        )  # fmt: skip
+        self.recorder.commit()
+
+    def foreach_finished(self, spec: StepSpec, value: list[Any], input_hash: str) -> None:
+        started, t0 = self._foreach_t0.pop(spec.name)
+        ctx = StepContext(self, spec, spec.name, self.attempts[spec.name], {}, StepLog())
+        self.attempt_finished(ctx, started, t0, "succeeded", input_hash, encoded=encode(value, step=spec.name))
+
+    def item_done(self, spec: StepSpec, step: str) -> None:
+        self.recorder.commit()  # each item is checkpointed as it finishes
+
+    def fallback_used(self, spec: StepSpec, fallback_step: str, error: BaseException) -> None:
+        value_hash = self.output_hashes.get(spec.name)
+        self.recorder.emit(
+            "step_finished", spec.name, attempt=self.next_attempt(spec.name), kind=spec.kind,
+            status="succeeded", level=self.graph.levels.get(spec.name),
+            reason=f"output from fallback {fallback_step!r}", error_type=type(error).__name__,
+            error=str(error), code_hash=spec.code_hash, output_hash=value_hash,
+        )  # fmt: skip
+
+    def encode_output(self, spec: StepSpec, step: str, value: Any) -> list[tuple[str, Encoded]] | Encoded:
+        if spec.output_names and step == spec.name and isinstance(value, dict):
+            return [(n, encode(value[n], step=f"{step}.{n}")) for n in spec.output_names if n in value]
+        return encode(value, step=step)
+
+    async def cached_output(self, spec: StepSpec, input_hash: str) -> Outcome | None:
+        from flownb.engine.resume import find_cached
+
+        hit = await asyncio.to_thread(find_cached, self.store, self.flow.name, spec, input_hash, self.run_id)
+        if hit is None:
+            return None
+        source_run, value, output_hash = hit
+        self.output_hashes[spec.name] = output_hash
+        attempt = self.next_attempt(spec.name)
+        self.attempts[spec.name] = attempt
+        self.recorder.emit("output", spec.name, **value[1])
+        self.recorder.emit(
+            "step_finished", spec.name, attempt=attempt, kind=spec.kind, status="cached", cached=True,
+            level=self.graph.levels.get(spec.name), input_hash=input_hash, output_hash=output_hash,
+            reason=f"cached from run {source_run}", code_hash=spec.code_hash, duration_ms=0,
+        )  # fmt: skip
+        return Outcome("cached", value[0])
+
+    # -- approvals -------------------------------------------------------------------
+
+    async def request_approval(self, ctx: StepContext, message: str, timeout: float | None) -> Decision:
+        step = ctx.step
+        decision = self._decided.get(step)
+        if decision is None:
+            if step not in self._requested:
+                self.recorder.emit("approval_requested", step, message=message)
+                self._requested.add(step)
+            self.recorder.emit(
+                "step_waiting", step, attempt=ctx.attempt, kind="approval", status="waiting",
+                level=self.graph.levels.get(step), message=message,
+            )  # fmt: skip
+            self.step_status[step] = "waiting"
+            future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+            self._approvals[step] = future
+            self._set_status("waiting")
+            await asyncio.wrap_future(self.recorder.commit())
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.get_running_loop().create_task(self._poll_decisions())
+            try:
+                decision = await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                raise StepTimeout(
+                    f"approval {step!r} of run {self.run_id} got no decision within {timeout:g}s",
+                    step=step, run_id=self.run_id,
+                ) from None
+            finally:
+                self._approvals.pop(step, None)
+                if not self._approvals and self.status == "waiting":
+                    self._set_status("running")
+            self.step_status[step] = "running"
+        if decision.decision != "approved":
+            from flownb.errors import ApprovalRejected
+
+            who = f" by {decision.decided_by}" if decision.decided_by else ""
+            why = f": {decision.comment}" if decision.comment else ""
+            raise ApprovalRejected(
+                f"approval {step!r} of run {self.run_id} was rejected{who}{why}", step=step, run_id=self.run_id
+            )
+        return decision
+
+    def pending_approvals(self) -> list[str]:
+        return sorted(self._approvals)
+
+    def decide(self, decision: Decision, *, record: bool = True) -> None:
+        """Deliver a decision (on the engine loop). The first decision wins."""
+        future = self._approvals.get(decision.step)
+        if future is None or future.done():
+            raise FlownbError(
+                f"step {decision.step!r} of run {self.run_id} is not waiting for approval "
+                f"(waiting: {', '.join(self.pending_approvals()) or 'none'})"
+            )
+        self._decided[decision.step] = decision
+        if record:
+            self.recorder.emit(
+                "approval_decided", decision.step, decision=decision.decision,
+                decided_by=decision.decided_by, comment=decision.comment, via=decision.via,
+            )  # fmt: skip
+            self.recorder.commit()
+        future.set_result(decision)
+
+    async def _poll_decisions(self) -> None:
+        """Pick up decisions made by other processes (CLI, another notebook)."""
+        last_beat = 0.0
+        while self._approvals:
+            await asyncio.sleep(APPROVAL_POLL_SECONDS)
+            try:
+                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    await asyncio.to_thread(self.store.heartbeat, [self.run_id])
+                    last_beat = time.monotonic()
+                found = await asyncio.to_thread(self.store.decisions, self.run_id)
+            except FlownbError:
+                continue  # the store is busy with another process; ask again later
+            for d in found:
+                waiting = self._approvals.get(d.step)
+                if waiting is not None and not waiting.done():
+                    self.decide(d)
+
+    def _set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.recorder.emit("run_status", status=status)
+
+    # -- sub-flows -----------------------------------------------------------------------
+
+    async def run_child(self, ctx: StepContext, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+        if self.depth + 1 > MAX_DEPTH:
+            raise StepFailed(
+                f"step {ctx.step!r} of run {self.run_id}: sub-flows nest deeper than {MAX_DEPTH} levels; "
+                "a flow may be running itself",
+                step=ctx.step, run_id=self.run_id,
+            )
+        child = self.runtime.create(flow, params, parent=self)
+        self._children.add(child)
+        ctx.print(f"child run {child.run_id} of flow {flow.name!r}\n")
+        ctx.metrics["child_run_id"] = child.run_id
+        child.start()
+        try:
+            await asyncio.shield(child.wait_finished())
+        except asyncio.CancelledError:
+            child.cancel()
+            await child.wait_finished()
+            raise
+        finally:
+            self._children.discard(child)
+        if child.status != "succeeded":
+            raise StepFailed(
+                f"step {ctx.step!r} of run {self.run_id}: child run {child.run_id} {child.status}: {child.error}",
+                step=ctx.step, run_id=self.run_id,
+            )
+        return dict(child.outputs)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=repr))
+    except (TypeError, ValueError):
+        return repr(value)

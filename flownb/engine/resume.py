@@ -1,0 +1,130 @@
+"""Rebuilding a run from its events: what resume restores and what it re-runs.
+
+A step whose success was committed is restored (its outputs loaded from the
+store), never executed again, unless its code changed since: then it runs
+again, with everything downstream of it. A step that was running when the
+process died has no committed success and runs again (at least once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flownb.errors import RunNotFound
+from flownb.model.dag import downstream
+from flownb.model.flow import Graph
+from flownb.model.spec import StepSpec
+from flownb.store.base import Decision, Event, Store
+
+SUCCESS = ("succeeded", "cached")
+
+
+@dataclass
+class Restored:
+    run_id: str
+    flow: str
+    params: dict[str, Any]
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    output_hashes: dict[str, str] = field(default_factory=dict)
+    items: dict[str, Any] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    requested: set[str] = field(default_factory=set)
+    rerun: set[str] = field(default_factory=set)
+    """Steps that succeeded before but run again because their code changed."""
+    next_seq: int = 1
+    parent_run_id: str | None = None
+
+
+def read_run(store: Store, run_id: str) -> list[Event]:
+    events = store.run_events(run_id)
+    if not events:
+        known = store.run_ids_like(run_id) if len(run_id) < 32 else []
+        if len(known) == 1:
+            return store.run_events(known[0])
+        hint = f"; runs starting with {run_id!r}: {', '.join(known[:5])}" if known else ""
+        raise RunNotFound(f"no run {run_id!r} in the store {store.path}{hint}; see flownb.history()")
+    return events
+
+
+def restore(store: Store, graph: Graph, run_id: str) -> Restored:
+    events = read_run(store, run_id)
+    run_id = events[0].run_id
+    started = next(e for e in events if e.event == "run_started")
+    status = started.payload.get("status", "pending")
+    finished: dict[str, dict[str, Any]] = {}
+    outputs: dict[tuple[str, str], dict[str, Any]] = {}
+    out = Restored(run_id, started.payload.get("flow", graph.flow), dict(started.payload.get("params") or {}), status)
+    out.parent_run_id = started.payload.get("parent_run_id")
+    for e in events:
+        p = e.payload
+        if e.event in ("run_status", "run_ended"):
+            out.status = p.get("status", out.status)
+        elif e.event == "step_finished" and e.step:
+            finished[e.step] = p
+        elif e.event == "output" and e.step:
+            outputs[(e.step, p["name"])] = p
+        elif e.event == "approval_requested" and e.step:
+            out.requested.add(e.step)
+        elif e.event == "approval_decided" and e.step and e.step not in out.decisions:
+            out.decisions[e.step] = Decision(
+                run_id, e.step, p["decision"], p.get("decided_by"), p.get("comment"), p.get("via", "?"), e.ts
+            )
+        if e.step and "attempt" in p and e.event.startswith("step_"):
+            out.attempts[e.step] = max(out.attempts.get(e.step, 0), int(p["attempt"]))
+    for d in store.decisions(run_id):
+        out.decisions.setdefault(d.step, d)
+    out.next_seq = max(e.seq for e in events) + 1
+
+    succeeded = {s for s, p in finished.items() if p.get("status") in SUCCESS and s in graph.deps}
+    changed = {s for s in succeeded if finished[s].get("code_hash") != graph.specs[s].code_hash}
+    stale = changed | downstream(graph.deps, changed)
+    out.rerun = changed
+    for step in sorted(succeeded - stale):
+        out.outputs[step] = _value(store, run_id, graph.specs[step], step, outputs)
+        out.output_hashes[step] = finished[step].get("output_hash") or ""
+        out.statuses[step] = finished[step]["status"]
+    for item, p in finished.items():
+        base = item.split("[", 1)[0]
+        if "[" in item and p.get("status") in SUCCESS and base in graph.specs and base not in stale:
+            if p.get("code_hash") == graph.specs[base].code_hash:
+                key = (item, item)
+                if key in outputs:
+                    out.items[item] = store.load_value(run_id, item, item, outputs[key])
+    return out
+
+
+def _value(
+    store: Store, run_id: str, spec: StepSpec, step: str, outputs: dict[tuple[str, str], dict[str, Any]]
+) -> Any:
+    if spec.output_names:
+        return {
+            name: store.load_value(run_id, step, name, outputs[(step, name)])
+            for name in spec.output_names
+            if (step, name) in outputs
+        }
+    payload = outputs.get((step, step))
+    return None if payload is None else store.load_value(run_id, step, step, payload)
+
+
+def find_cached(
+    store: Store, flow: str, spec: StepSpec, input_hash: str, current_run: str
+) -> tuple[str, tuple[Any, dict[str, Any]], str] | None:
+    """An earlier success of the same step with the same inputs and code."""
+    df = store.query(
+        "SELECT s.run_id, s.output_hash FROM steps s JOIN runs r USING (run_id) "
+        "WHERE r.flow = ? AND s.step = ? AND s.input_hash = ? AND s.status IN ('succeeded', 'cached') "
+        "AND s.run_id <> ? ORDER BY s.ended_at DESC LIMIT 1",
+        [flow, spec.name, input_hash, current_run],
+    )
+    if df.empty:
+        return None
+    run_id, output_hash = str(df.iloc[0]["run_id"]), str(df.iloc[0]["output_hash"])
+    events = [e for e in store.run_events(run_id) if e.event == "output" and e.step == spec.name]
+    if not events:
+        return None
+    payload = events[-1].payload
+    return run_id, (store.load_value(run_id, spec.name, payload["name"], payload), payload), output_hash

@@ -1,0 +1,129 @@
+"""``Run``: the handle a user holds on a run going on in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from flownb.errors import FlownbError, RunCancelled, RunFailed
+from flownb.store.base import Decision, utcnow
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flownb.engine.execution import RunExecution
+    from flownb.engine.runtime import Runtime
+
+
+class Run:
+    """A run of a flow. ``flow.run()`` returns one at once; the run goes on.
+
+    ``wait()`` blocks (any thread), ``await run`` waits without blocking the
+    caller's event loop (so a notebook can still deliver widget clicks).
+    """
+
+    def __init__(self, execution: RunExecution, runtime: Runtime) -> None:
+        self._ex = execution
+        self._rt = runtime
+
+    @property
+    def id(self) -> str:
+        return self._ex.run_id
+
+    @property
+    def flow(self) -> str:
+        return self._ex.flow.name
+
+    @property
+    def status(self) -> str:
+        """pending, running, waiting, succeeded, failed, cancelled."""
+        return self._ex.status
+
+    @property
+    def done(self) -> bool:
+        return self._ex.done.done()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._ex.error
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Step name -> output, for the steps that succeeded so far."""
+        return dict(self._ex.outputs)
+
+    @property
+    def step_status(self) -> dict[str, str]:
+        """Step name -> its current status (in memory, live)."""
+        return dict(self._ex.step_status)
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        """One row per attempt, as in the store's ``steps`` view."""
+        self._ex.store.flush()
+        return self._ex.store.query(
+            "SELECT * EXCLUDE (seq) FROM steps WHERE run_id = ? ORDER BY started_at, step, attempt", [self.id]
+        )
+
+    @property
+    def execution(self) -> RunExecution:
+        return self._ex
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Block until the run ends; raise TimeoutError if it has not after ``timeout`` seconds."""
+        try:
+            self._ex.done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"run {self.id} is still {self.status} after {timeout:g}s"
+                + (f"; waiting for approval of {', '.join(self.pending_approvals)}" if self.pending_approvals else "")
+            ) from None
+        return self
+
+    def __await__(self) -> Generator[Any, None, Run]:
+        yield from asyncio.wrap_future(self._ex.done).__await__()
+        return self
+
+    def raise_for_status(self) -> Run:
+        """Raise the run's error unless it succeeded (call after wait)."""
+        if self.status == "succeeded":
+            return self
+        if self.error is not None:
+            raise self.error
+        if self.status == "cancelled":
+            raise RunCancelled(f"run {self.id} was cancelled")
+        raise RunFailed(f"run {self.id} is {self.status}")
+
+    def cancel(self) -> None:
+        """Cancel the run: running steps are stopped (threads are abandoned), nothing new starts."""
+        self._rt.loop.call_soon_threadsafe(self._ex.cancel)
+
+    @property
+    def pending_approvals(self) -> list[str]:
+        return self._ex.pending_approvals()
+
+    def approve(self, step: str, comment: str | None = None, by: str | None = None, *, via: str = "api") -> None:
+        self._decide(step, "approved", comment, by, via)
+
+    def reject(self, step: str, comment: str | None = None, by: str | None = None, *, via: str = "api") -> None:
+        self._decide(step, "rejected", comment, by, via)
+
+    def _decide(self, step: str, decision: str, comment: str | None, by: str | None, via: str) -> None:
+        if self.done:
+            raise FlownbError(f"run {self.id} has ended ({self.status}); there is nothing to approve")
+        d = Decision(self.id, step, decision, by or _user(), comment, via, utcnow())
+        self._rt.call(lambda: self._ex.decide(d))
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} of {self.flow!r}: {self.status}>"
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,158 @@
+"""The engine's own event-loop thread, and the runs it holds.
+
+The engine runs on a thread of its own, in a kernel and outside one: a long
+synchronous cell never stalls a run, ``run.wait()`` works everywhere, and no
+nested event loop is ever needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flownb.engine import capture
+from flownb.engine.execution import RunExecution
+from flownb.engine.run import Run
+from flownb.errors import FlownbError
+from flownb.store.base import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from flownb.model.flow import Flow
+
+T = TypeVar("T")
+
+
+class Runtime:
+    """One per process: the loop thread, the active runs, per-flow run slots."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="flownb-engine", daemon=True)
+        self._thread.start()
+        self.active: dict[str, RunExecution] = {}
+        self._run_slots: dict[int, asyncio.Semaphore] = {}
+        self.notebook: str | None = os.environ.get("FLOWNB_NOTEBOOK")
+        #: called with each new execution (the notebook's live view subscribes here)
+        self.on_start: list[Callable[[RunExecution], None]] = []
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the engine loop and return its result (from any other thread)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.submit(wrapper()).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def create(
+        self, flow: Flow, params: dict[str, Any], *, parent: RunExecution | None = None,
+        timeout: float | None = None, run_id: str | None = None, restored: Any = None,
+    ) -> RunExecution:  # fmt: skip
+        graph = flow.graph()
+        store = open_store(flow.db)
+        ex = RunExecution(
+            self, flow, graph, params, store, run_id or new_run_id(), timeout=timeout,
+            parent_run_id=parent.run_id if parent else None, depth=parent.depth + 1 if parent else 0,
+            restored=restored,
+        )  # fmt: skip
+        self.active[ex.run_id] = ex
+        for hook in list(self.on_start):
+            hook(ex)
+        return ex
+
+    def forget(self, ex: RunExecution) -> None:
+        self.active.pop(ex.run_id, None)
+
+    @contextlib.asynccontextmanager
+    async def run_slot(self, flow: Flow, ex: RunExecution) -> AsyncIterator[None]:
+        """At most ``flow.max_runs`` runs of one flow at a time; others wait as pending."""
+        if flow.max_runs is None:
+            yield
+            return
+        slot = self._run_slots.setdefault(id(flow), asyncio.Semaphore(flow.max_runs))
+        async with slot:
+            yield
+
+
+_RUNTIME: Runtime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _RUNTIME
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None:
+            _RUNTIME = Runtime()
+        return _RUNTIME
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def start_run(flow: Flow, params: dict[str, Any], *, timeout: float | None = None) -> Run:
+    rt = runtime()
+    capture.install()
+    ex = rt.create(flow, params, timeout=timeout)  # validates the flow here, in the caller
+    rt.loop.call_soon_threadsafe(ex.start)
+    return Run(ex, rt)
+
+
+def resume_run(flow: Flow, run_id: str, *, timeout: float | None = None) -> Run:
+    from flownb.engine.resume import restore
+
+    rt = runtime()
+    capture.install()
+    for ex in rt.active.values():
+        if ex.run_id.startswith(run_id):
+            raise FlownbError(f"run {ex.run_id} is still running in this process; wait for it or cancel it")
+    graph = flow.graph()
+    store = open_store(flow.db)
+    restored = restore(store, graph, run_id)
+    if restored.flow != flow.name:
+        raise FlownbError(f"run {restored.run_id} belongs to flow {restored.flow!r}, not {flow.name!r}")
+    if restored.status in ("running", "waiting", "pending") and _owner_alive(store, restored.run_id):
+        raise FlownbError(
+            f"run {restored.run_id} is still {restored.status} in another process; "
+            "resume it once that process has ended (it then shows as interrupted)"
+        )
+    ex = rt.create(flow, restored.params, timeout=timeout, run_id=restored.run_id, restored=restored)
+    rt.loop.call_soon_threadsafe(ex.start)
+    return Run(ex, rt)
+
+
+def find_active(run_id: str) -> RunExecution | None:
+    rt = runtime()
+    for ex in list(rt.active.values()):
+        if ex.run_id == run_id or ex.run_id.startswith(run_id):
+            return ex
+    return None
+
+
+def _owner_alive(store: Any, run_id: str) -> bool:
+    import socket
+
+    from flownb.store.duckdb_store import _alive
+
+    df = store.query("SELECT status, host, pid FROM runs WHERE run_id = ?", [run_id])
+    if df.empty or df.iloc[0]["status"] not in ("running", "waiting", "pending"):
+        return False
+    host, pid = df.iloc[0]["host"], df.iloc[0]["pid"]
+    if host != socket.gethostname():
+        return True  # the view already marks it interrupted once its heartbeat is stale
+    return int(pid) != os.getpid() and _alive(int(pid))

@@ -1,0 +1,240 @@
+"""One step, start to finish: condition, cache, for-each, loop, retries, fallback.
+
+Invariant kept here: a step's success is recorded (and, with sync durability,
+committed by the caller) only after its output was encoded for the store, so
+that a committed success can always be restored and is never run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from flownb.engine.capture import StepLog
+from flownb.engine.context import StepContext
+from flownb.errors import ApprovalRejected, FlownbError, StepFailed, StepTimeout, TemplateError
+from flownb.model import templates
+from flownb.model.hashing import digest
+from flownb.model.kinds import get_kind
+from flownb.model.spec import StepSpec
+from flownb.store.base import utcnow
+
+if TYPE_CHECKING:
+    from flownb.engine.execution import RunExecution
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded, cached, failed, skipped, cancelled
+    value: Any = None
+    error: BaseException | None = None
+    reason: str | None = None
+
+
+class _AttemptFailed(Exception):
+    """All attempts of a step (or item) failed; carries the last error."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def run_step(ex: RunExecution, name: str) -> Outcome:
+    spec = ex.graph.specs[name]
+    scope = ex.scope_for(spec)
+    if spec.when is not None:
+        try:
+            go = templates.evaluate(spec.when, scope)
+        except TemplateError as exc:
+            return _fail(ex, spec, 1, exc)
+        if not go:
+            return ex.skip(name, f"condition when={spec.when!r} is false")
+    input_hash = ex.input_hash(spec)
+    if spec.cache:
+        hit = await ex.cached_output(spec, input_hash)
+        if hit is not None:
+            return hit
+    try:
+        if spec.foreach is not None:
+            value = await _foreach(ex, spec, scope, input_hash)
+            ex.foreach_finished(spec, value, input_hash)
+        else:
+            value = await _attempts(ex, spec, name, scope, input_hash)
+    except _AttemptFailed as failed:
+        if spec.fallback is not None:
+            return await _fallback(ex, spec, scope, failed.error, input_hash)
+        return Outcome("failed", error=_named(ex, spec.name, failed.error))
+    return Outcome("succeeded", value)
+
+
+async def _attempts(
+    ex: RunExecution, spec: StepSpec, step: str, scope: dict[str, Any], input_hash: str
+) -> Any:
+    """Attempts of one step or item: retries with backoff, and repeat_until."""
+    kind = get_kind(spec.kind)
+    attempt = ex.next_attempt(step)
+    tries = 0
+    iterations = 0
+    while True:
+        tries += 1
+        log = ex.new_log(step)
+        ctx = StepContext(ex, spec, step, attempt, scope, log, spec.timeout)
+        started = ex.attempt_started(ctx, input_hash)
+        t0 = time.perf_counter()
+        try:
+            if spec.timeout is not None:
+                try:
+                    value = await asyncio.wait_for(kind.execute(ctx), spec.timeout)
+                except TimeoutError:
+                    raise StepTimeout(
+                        f"step {step!r} of run {ex.run_id} timed out after {spec.timeout:g}s "
+                        f"(attempt {attempt}); raise timeout= or make the step faster",
+                        step=step, run_id=ex.run_id,
+                    ) from None
+            else:
+                value = await kind.execute(ctx)
+            encoded = ex.encode_output(spec, step, value)
+        except asyncio.CancelledError:
+            ex.attempt_finished(ctx, started, t0, "cancelled", input_hash, reason="the run was cancelled")
+            raise
+        except Exception as exc:  # noqa: BLE001  (a step's failure is data, recorded below)
+            ex.attempt_finished(ctx, started, t0, "failed", input_hash, error=exc)
+            if tries <= spec.retry.retries and _retryable(spec, exc):
+                delay = spec.retry.delay(tries)
+                ex.step_retrying(step, attempt, delay, exc)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            raise _AttemptFailed(exc) from None
+        ex.attempt_finished(ctx, started, t0, "succeeded", input_hash, encoded=encoded)
+        if spec.repeat_until is None:
+            return value
+        iterations += 1
+        try:
+            done = templates.evaluate(spec.repeat_until, {**scope, spec.name: value})
+        except TemplateError as exc:
+            raise _AttemptFailed(exc) from None
+        if done:
+            return value
+        if iterations >= spec.max_iterations:
+            raise _AttemptFailed(
+                StepFailed(
+                    f"step {step!r} of run {ex.run_id}: repeat_until={spec.repeat_until!r} still "
+                    f"false after max_iterations={spec.max_iterations}",
+                    step=step, run_id=ex.run_id,
+                )
+            )
+        attempt += 1
+        tries = 0
+
+
+def _retryable(spec: StepSpec, exc: BaseException) -> bool:
+    if isinstance(exc, ApprovalRejected | TemplateError):
+        return False
+    return isinstance(exc, spec.retry.retry_on)
+
+
+async def _foreach(ex: RunExecution, spec: StepSpec, scope: dict[str, Any], input_hash: str) -> list[Any]:
+    """One checkpointed attempt series per item; the output is a list in item order."""
+    assert spec.foreach is not None
+    try:
+        items = templates.evaluate(spec.foreach, scope)
+        items = list(items)
+    except TemplateError as exc:
+        raise _AttemptFailed(exc) from None
+    except TypeError:
+        raise _AttemptFailed(
+            StepFailed(f"step {spec.name!r}: foreach={spec.foreach!r} is not a list", step=spec.name)
+        ) from None
+    ex.foreach_started(spec, len(items))
+    limit = asyncio.Semaphore(spec.concurrency or ex.flow.max_concurrency)
+    results: list[Any] = [None] * len(items)
+
+    async def one(index: int, item: Any) -> None:
+        step = f"{spec.name}[{index}]"
+        if step in ex.restored_items:
+            results[index] = ex.restored_items[step]
+            return
+        async with limit:
+            item_scope = {**scope, "item": item, "index": index}
+            item_hash = digest(input_hash, _json(item))
+            results[index] = await _attempts(ex, spec, step, item_scope, item_hash)
+        ex.item_done(spec, step)
+
+    tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return results
+
+
+async def _fallback(
+    ex: RunExecution, spec: StepSpec, scope: dict[str, Any], error: BaseException, input_hash: str
+) -> Outcome:
+    fb = spec.fallback
+    if isinstance(fb, str):
+        fb_spec = ex.graph.specs[fb]
+        step = fb
+    else:
+        from flownb.model.flow import _parameters
+
+        inputs, _ = _parameters(f"fallback of step {spec.name!r}", fb)  # type: ignore[arg-type]
+        fb_spec = replace(spec, name=f"{spec.name}.fallback", kind="python", fn=fb, inputs=inputs,
+                          fallback=None, foreach=None, repeat_until=None, when=None)  # fmt: skip
+        step = fb_spec.name
+    try:
+        value = await _attempts(ex, fb_spec, step, {**scope, "error": error}, input_hash)
+    except _AttemptFailed as failed:
+        return Outcome("failed", error=_named(ex, spec.name, failed.error))
+    ex.fallback_used(spec, step, error)
+    return Outcome("succeeded", value, reason=f"output from fallback {step!r}")
+
+
+def _fail(ex: RunExecution, spec: StepSpec, attempt: int, exc: BaseException) -> Outcome:
+    ex.recorder.emit(
+        "step_finished", spec.name, attempt=attempt, kind=spec.kind, status="failed",
+        level=ex.graph.levels.get(spec.name), error_type=type(exc).__name__, error=str(exc),
+    )  # fmt: skip
+    return Outcome("failed", error=_named(ex, spec.name, exc))
+
+
+def _named(ex: RunExecution, step: str, exc: BaseException) -> BaseException:
+    """The error a run reports: a FlownbError names step and run; others are wrapped."""
+    if isinstance(exc, StepFailed):
+        exc.step = exc.step or step
+        exc.run_id = exc.run_id or ex.run_id
+        return exc
+    if isinstance(exc, FlownbError):
+        wrapped: StepFailed = StepFailed(f"step {step!r} of run {ex.run_id} failed: {exc}", step=step, run_id=ex.run_id)
+    else:
+        wrapped = StepFailed(
+            f"step {step!r} of run {ex.run_id} failed: {type(exc).__name__}: {exc}",
+            step=step, run_id=ex.run_id,
+        )
+    wrapped.__cause__ = exc
+    return wrapped
+
+
+def format_error(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def new_log(on_write: Any) -> StepLog:
+    return StepLog(on_write)
+
+
+__all__ = ["Outcome", "format_error", "run_step", "utcnow"]

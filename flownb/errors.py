@@ -1,0 +1,118 @@
+"""The one error tree of flownb.
+
+Every error flownb raises on purpose derives from :class:`FlownbError` and
+carries a stable ``code``; messages name the step and the run, and say what to
+do next::
+
+    FlownbError
+    ├── FlowDefinitionError        a flow or step is defined wrongly
+    │   └── CycleError             the dependencies form a cycle
+    ├── TemplateError              a template or expression does not render
+    ├── StepFailed                 a step failed after its retries
+    │   ├── StepTimeout            an attempt ran past its timeout
+    │   ├── ApprovalRejected       an approval gate was rejected
+    │   └── OutputNotStorable      a step returned a value the store cannot keep
+    ├── RunFailed                  a run ended without success (raised by raise_for_status)
+    │   └── RunCancelled           the run was cancelled
+    ├── RunNotFound                no run with that id in the store
+    └── StoreLocked                another process holds the store file
+
+Cancellation inside the engine travels as :class:`asyncio.CancelledError`, a
+``BaseException``, so that ``except Exception`` in user code cannot swallow it.
+"""
+
+from __future__ import annotations
+
+
+class FlownbError(Exception):
+    """The root of every error flownb raises on purpose."""
+
+    code = "flownb"
+
+
+class FlowDefinitionError(FlownbError):
+    """A flow or one of its steps is defined wrongly; fix the definition."""
+
+    code = "definition"
+
+
+class CycleError(FlowDefinitionError):
+    """The dependencies of a flow form a cycle."""
+
+    code = "cycle"
+
+    def __init__(self, flow: str, path: list[str]) -> None:
+        self.path = path
+        super().__init__(
+            f"flow {flow!r} has a dependency cycle: {' -> '.join(path)}; "
+            "remove one of these dependencies"
+        )
+
+
+class TemplateError(FlownbError):
+    """A template or expression could not be compiled or rendered."""
+
+    code = "template"
+
+
+class StepFailed(FlownbError):
+    """A step failed after all of its attempts."""
+
+    code = "step_failed"
+
+    def __init__(self, message: str, *, step: str | None = None, run_id: str | None = None) -> None:
+        self.step = step
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class StepTimeout(StepFailed):
+    """An attempt of a step ran past its timeout."""
+
+    code = "step_timeout"
+
+
+class ApprovalRejected(StepFailed):
+    """An approval gate was rejected."""
+
+    code = "approval_rejected"
+
+
+class OutputNotStorable(StepFailed):
+    """A step returned a value that none of the store's codecs can keep."""
+
+    code = "output_not_storable"
+
+
+class RunFailed(FlownbError):
+    """A run ended without success."""
+
+    code = "run_failed"
+
+
+class RunCancelled(RunFailed):
+    """The run was cancelled."""
+
+    code = "run_cancelled"
+
+
+class RunNotFound(FlownbError):
+    """No run with that id exists in the store."""
+
+    code = "run_not_found"
+
+
+class StoreLocked(FlownbError):
+    """Another process holds the DuckDB store file for writing."""
+
+    code = "store_locked"
+
+    def __init__(self, path: str, pid: int | None, waited: float) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"the store {path} is locked by {holder} (waited {waited:.1f}s); "
+            "let that run finish, stop that process, or use another store with "
+            "Flow(db=...) or FLOWNB_DB"
+        )

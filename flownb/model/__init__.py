@@ -1,0 +1,1 @@
+"""Flows and steps: definitions, validation and DAG levels (no execution here)."""

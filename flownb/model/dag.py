@@ -1,0 +1,104 @@
+"""DAG checks and levels: cycles with their path, unknown names, waves."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+from flownb.errors import CycleError, FlowDefinitionError
+
+
+def check_dependencies(flow: str, deps: Mapping[str, Iterable[str]]) -> None:
+    """Raise for a dependency on an unknown step (with a did-you-mean) or a cycle."""
+    names = set(deps)
+    for step, wanted in deps.items():
+        for dep in wanted:
+            if dep == step:
+                raise CycleError(flow, [step, step])
+            if dep not in names:
+                hint = difflib.get_close_matches(dep, sorted(names), n=1)
+                also = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise FlowDefinitionError(
+                    f"step {step!r} of flow {flow!r} depends on {dep!r}, which is not a step{also}"
+                )
+    cycle = find_cycle(deps)
+    if cycle:
+        raise CycleError(flow, cycle)
+
+
+def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """A cycle as a path ``[a, b, c, a]`` (a depends on b ...), or None."""
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(deps, white)
+    for root in sorted(deps):
+        if color[root] != white:
+            continue
+        stack: list[tuple[str, list[str]]] = [(root, sorted(deps[root]))]
+        path = [root]
+        color[root] = grey
+        while stack:
+            node, todo = stack[-1]
+            if not todo:
+                color[node] = black
+                stack.pop()
+                path.pop()
+                continue
+            nxt = todo.pop()
+            if nxt not in color:
+                continue
+            if color[nxt] == grey:
+                return path[path.index(nxt) :] + [nxt]
+            if color[nxt] == white:
+                color[nxt] = grey
+                path.append(nxt)
+                stack.append((nxt, sorted(deps[nxt])))
+    return None
+
+
+def levels(deps: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """Topological level of every step: 0 for roots, else 1 + the deepest dependency.
+
+    Levels are for display only; the scheduler never waits for a whole level.
+    """
+    level: dict[str, int] = {}
+    for step in topological_order(deps):
+        level[step] = 1 + max((level[d] for d in deps[step]), default=-1)
+    return level
+
+
+def topological_order(deps: Mapping[str, Iterable[str]]) -> list[str]:
+    remaining = {s: set(d) for s, d in deps.items()}
+    dependents = dependents_of(deps)
+    ready = sorted(s for s, d in remaining.items() if not d)
+    order: list[str] = []
+    while ready:
+        step = ready.pop(0)
+        order.append(step)
+        for child in sorted(dependents[step]):
+            remaining[child].discard(step)
+            if not remaining[child]:
+                ready.append(child)
+    if len(order) != len(remaining):
+        raise CycleError("?", find_cycle(deps) or [])
+    return order
+
+
+def dependents_of(deps: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {s: set() for s in deps}
+    for step, wanted in deps.items():
+        for dep in wanted:
+            out.setdefault(dep, set()).add(step)
+    return out
+
+
+def downstream(deps: Mapping[str, Iterable[str]], roots: Iterable[str]) -> set[str]:
+    """Every step that depends, directly or not, on one of ``roots`` (roots excluded)."""
+    dependents = dependents_of(deps)
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        for child in dependents.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen

@@ -1,0 +1,411 @@
+"""``Flow``: a named set of steps and the API to define and run them."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from flownb.errors import FlowDefinitionError, TemplateError
+from flownb.model import dag, templates
+from flownb.model.hashing import code_hash, digest
+from flownb.model.kinds import check_options, get_kind
+from flownb.model.spec import BACKOFFS, ON_FAILURE, RetryPolicy, StepSpec
+
+if TYPE_CHECKING:
+    from flownb.engine.run import Run
+
+Durability = Literal["sync", "async"]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: parameter names that are not dependencies but values the engine provides
+CONTEXT_PARAMETERS = frozenset({"params", "item", "index", "run"})
+
+
+class Graph:
+    """A validated snapshot of a flow's steps, as the engine runs them."""
+
+    def __init__(self, flow: str, specs: dict[str, StepSpec]) -> None:
+        self.flow = flow
+        self.specs = specs
+        fallbacks = {s.fallback for s in specs.values() if isinstance(s.fallback, str)}
+        #: steps that run only in place of a failed step, never on their own
+        self.fallback_steps = frozenset(fallbacks)
+        self.deps = {n: s.deps for n, s in specs.items() if n not in fallbacks}
+        self.levels = dag.levels(self.deps)
+        self.dependents = dag.dependents_of(self.deps)
+        self.hash = digest(*(f"{n}:{s.code_hash}" for n, s in sorted(specs.items())))
+
+
+class Flow:
+    """A durable workflow: steps with dependencies, run in the background.
+
+    >>> flow = Flow("demo", db=":memory:")
+    >>> @flow.step
+    ... def a(): return 1
+    >>> @flow.step
+    ... def b(a): return a + 1
+    >>> flow.run().wait().outputs["b"]
+    2
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        db: str | None = None,
+        max_concurrency: int = 8,
+        durability: Durability = "sync",
+        executor: Any = None,
+        max_runs: int | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise FlowDefinitionError("a flow needs a non-empty name, e.g. Flow('etl')")
+        if durability not in ("sync", "async"):
+            raise FlowDefinitionError(
+                f"flow {name!r}: durability must be 'sync' or 'async', not {durability!r}"
+            )
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise FlowDefinitionError(f"flow {name!r}: max_concurrency must be a positive integer")
+        if max_runs is not None and (not isinstance(max_runs, int) or max_runs < 1):
+            raise FlowDefinitionError(f"flow {name!r}: max_runs must be a positive integer or None")
+        self.name = name
+        self.db = db
+        self.max_concurrency = max_concurrency
+        self.durability: Durability = durability
+        self.executor = executor
+        self.max_runs = max_runs
+        self._specs: dict[str, StepSpec] = {}
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name!r}: {len(self._specs)} steps>"
+
+    # -- definition -------------------------------------------------------
+
+    @overload
+    def step(self, fn: Callable[..., Any], /) -> Callable[..., Any]: ...
+    @overload
+    def step(self, fn: None = None, /, **kwargs: Any) -> Any: ...
+
+    def step(  # noqa: PLR0913  (the contract's options, one keyword each)
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        kind: str = "python",
+        after: Iterable[str] | str = (),
+        retries: int = 0,
+        backoff: str = "exponential",
+        retry_delay: float = 1.0,
+        max_delay: float = 60.0,
+        jitter: float = 0.0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        timeout: float | None = None,
+        when: str | None = None,
+        foreach: str | None = None,
+        concurrency: int | None = None,
+        repeat_until: str | None = None,
+        max_iterations: int = 100,
+        on_failure: str = "stop",
+        fallback: str | Callable[..., Any] | None = None,
+        cache: bool = False,
+        origin: tuple[str, ...] | None = None,
+        output_names: tuple[str, ...] | None = None,
+        **kind_options: Any,
+    ) -> Any:
+        """Register a step: ``@flow.step``, ``@flow.step(retries=3)``, or
+        ``flow.step(name="x", kind="shell", command="...")`` for other kinds."""
+        settings = dict(
+            name=name, kind=kind, after=after, retries=retries, backoff=backoff,
+            retry_delay=retry_delay, max_delay=max_delay, jitter=jitter, retry_on=retry_on,
+            timeout=timeout, when=when, foreach=foreach, concurrency=concurrency,
+            repeat_until=repeat_until, max_iterations=max_iterations, on_failure=on_failure,
+            fallback=fallback, cache=cache, origin=origin, output_names=output_names,
+        )  # fmt: skip
+        if fn is None and kind == "python":
+
+            def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+                self._register(f, settings, kind_options)
+                return f
+
+            return decorate
+        if fn is not None and not callable(fn):
+            raise FlowDefinitionError(f"flow.step takes a function, not {type(fn).__name__}")
+        return self._register(fn, settings, kind_options)
+
+    def shell(self, name: str, command: str, **options: Any) -> StepSpec:
+        """A shell step: ``command`` is a bash script; template values are quoted."""
+        return self._register(None, _split(name, "shell", options), {"command": command, **_kind_only(options)})
+
+    def http(self, name: str, url: str, **options: Any) -> StepSpec:
+        return self._register(None, _split(name, "http", options), {"url": url, **_kind_only(options)})
+
+    def agent(self, name: str, prompt: str, **options: Any) -> StepSpec:
+        return self._register(None, _split(name, "agent", options), {"prompt": prompt, **_kind_only(options)})
+
+    def wasm(self, name: str, module: str, **options: Any) -> StepSpec:
+        return self._register(None, _split(name, "wasm", options), {"module": module, **_kind_only(options)})
+
+    def approval(self, name: str, message: str = "Approve {{ run.flow }}?", **options: Any) -> StepSpec:
+        return self._register(None, _split(name, "approval", options), {"message": message, **_kind_only(options)})
+
+    def subflow(self, name: str, flow: Flow, **options: Any) -> StepSpec:
+        return self._register(None, _split(name, "subflow", options), {"flow": flow, **_kind_only(options)})
+
+    def remove(self, name: str) -> None:
+        """Forget a step (``%flow reset`` forgets them all)."""
+        self._specs.pop(name, None)
+
+    def clear(self) -> None:
+        self._specs.clear()
+
+    @property
+    def steps(self) -> dict[str, StepSpec]:
+        """The registered steps by name (a copy)."""
+        return dict(self._specs)
+
+    def _register(
+        self, fn: Callable[..., Any] | None, s: dict[str, Any], kind_options: dict[str, Any]
+    ) -> Any:
+        kind_name: str = s["kind"]
+        name = s["name"] or (getattr(fn, "__name__", None) if fn is not None else None)
+        if not name:
+            raise FlowDefinitionError(f"a {kind_name} step needs a name: flow.step(name=..., kind={kind_name!r})")
+        if not _NAME.match(name):
+            raise FlowDefinitionError(
+                f"step name {name!r} is not an identifier; use letters, digits and _"
+            )
+        if name in CONTEXT_PARAMETERS:
+            raise FlowDefinitionError(f"step name {name!r} is reserved; choose another name")
+        kind = get_kind(kind_name, step=name)
+        if kind_name == "python":
+            if fn is None:
+                raise FlowDefinitionError(f"python step {name!r} needs a function")
+            if kind_options:
+                raise FlowDefinitionError(
+                    f"python step {name!r} got unknown option(s) {', '.join(sorted(kind_options))}"
+                )
+            options: dict[str, Any] = {}
+        else:
+            options = check_options(kind, name, kind_options)
+        spec = self._build_spec(name, kind_name, fn, s, options, kind.references(options))
+        self._admit(spec)
+        return fn if fn is not None else spec
+
+    def _build_spec(
+        self, name: str, kind: str, fn: Callable[..., Any] | None, s: dict[str, Any],
+        options: dict[str, Any], refs: set[str],
+    ) -> StepSpec:  # fmt: skip
+        where = f"step {name!r} of flow {self.name!r}"
+        retry = _retry_policy(where, s)
+        for opt in ("timeout",):
+            if s[opt] is not None and (not isinstance(s[opt], int | float) or s[opt] <= 0):
+                raise FlowDefinitionError(f"{where}: {opt} must be a positive number of seconds")
+        if s["concurrency"] is not None and (not isinstance(s["concurrency"], int) or s["concurrency"] < 1):
+            raise FlowDefinitionError(f"{where}: concurrency must be a positive integer")
+        if not isinstance(s["max_iterations"], int) or s["max_iterations"] < 1:
+            raise FlowDefinitionError(f"{where}: max_iterations must be a positive integer")
+        if s["on_failure"] not in ON_FAILURE:
+            raise FlowDefinitionError(f"{where}: on_failure must be 'stop' or 'continue', not {s['on_failure']!r}")
+        if s["fallback"] == name:
+            raise FlowDefinitionError(f"{where}: a step cannot be its own fallback")
+        inputs: tuple[str, ...] = ()
+        required: set[str] = set()
+        if fn is not None:
+            inputs, required = _parameters(where, fn)
+        for expr_opt in ("when", "foreach", "repeat_until"):
+            expr = s[expr_opt]
+            if expr is None:
+                continue
+            if not isinstance(expr, str):
+                raise FlowDefinitionError(f"{where}: {expr_opt} must be an expression string")
+            try:
+                templates.check_expression(expr)
+                found = templates.expression_references(expr)
+            except TemplateError as exc:
+                raise FlowDefinitionError(f"{where}: {exc}") from None
+            # the step's own output is in scope for repeat_until, not a dependency
+            refs |= found - {name}
+        after = [s["after"]] if isinstance(s["after"], str) else list(s["after"])
+        deps = (required | {r for r in refs if r not in CONTEXT_PARAMETERS} | set(after)) - CONTEXT_PARAMETERS
+        origin = s["origin"] or _origin_of(fn, name)
+        return StepSpec(
+            name=name, kind=kind, fn=fn, inputs=inputs, deps=frozenset(deps), options=options,
+            retry=retry, timeout=s["timeout"], when=s["when"], foreach=s["foreach"],
+            concurrency=s["concurrency"], repeat_until=s["repeat_until"],
+            max_iterations=s["max_iterations"], on_failure=s["on_failure"], fallback=s["fallback"],
+            cache=bool(s["cache"]), code_hash=code_hash(fn, kind, _hashable(options, s)),
+            origin=origin, output_names=s["output_names"],
+        )  # fmt: skip
+
+    def _admit(self, spec: StepSpec) -> None:
+        """Add or replace a step, refusing a taken name or a cycle; all or nothing."""
+        old = self._specs.get(spec.name)
+        if old is not None and old.origin != spec.origin:
+            raise FlowDefinitionError(
+                f"step name {spec.name!r} is already taken in flow {self.name!r} by "
+                f"{_describe(old.origin)}; choose another name, or flow.remove({spec.name!r}) first"
+            )
+        # optional inputs (parameters with defaults) only count once the step exists
+        trial = {**self._specs, spec.name: spec}
+        known = {n: {d for d in _resolve_deps(s, trial) if d in trial} for n, s in trial.items()}
+        cycle = dag.find_cycle(known)
+        if cycle:
+            from flownb.errors import CycleError
+
+            raise CycleError(self.name, cycle)
+        self._specs[spec.name] = spec
+
+    # -- validation and running ------------------------------------------
+
+    def graph(self) -> Graph:
+        """Validate the whole flow (unknown names, cycles) and snapshot it."""
+        if not self._specs:
+            raise FlowDefinitionError(f"flow {self.name!r} has no steps; define one with @flow.step")
+        specs: dict[str, StepSpec] = {}
+        for name, spec in self._specs.items():
+            deps = _resolve_deps(spec, self._specs)
+            specs[name] = _with_deps(spec, deps)
+        dag.check_dependencies(self.name, {n: s.deps for n, s in specs.items()})
+        for name, spec in specs.items():
+            fb = spec.fallback
+            if isinstance(fb, str):
+                if fb not in specs:
+                    raise FlowDefinitionError(f"step {name!r} names fallback {fb!r}, which is not a step")
+                ancestors = _ancestors({n: s.deps for n, s in specs.items()}, name)
+                if not specs[fb].deps <= ancestors:
+                    raise FlowDefinitionError(
+                        f"fallback {fb!r} of step {name!r} may only depend on steps that {name!r} "
+                        f"depends on; it reads {', '.join(sorted(specs[fb].deps - ancestors))}"
+                    )
+        return Graph(self.name, specs)
+
+    def run(self, params: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> Run:
+        """Start a run in the background and return its handle at once."""
+        from flownb.engine.runtime import start_run  # the model never imports the engine at load
+
+        return start_run(self, dict(params or {}), timeout=timeout)
+
+    def resume(self, run_id: str, *, timeout: float | None = None) -> Run:
+        """Finish an interrupted or failed run: committed steps are restored, not re-run."""
+        from flownb.engine.runtime import resume_run
+
+        return resume_run(self, run_id, timeout=timeout)
+
+    def show(self) -> Any:
+        """The static graph of the flow, as an SVG object notebooks display."""
+        from flownb.render import flow_picture
+
+        return flow_picture(self.graph())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from flownb.render import flow_svg
+
+        try:
+            return {"image/svg+xml": flow_svg(self.graph()), "text/plain": repr(self)}
+        except FlowDefinitionError as exc:
+            return {"text/plain": f"{self!r}: {exc}"}
+
+
+def _split(name: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    common = {k: options[k] for k in _COMMON if k in options}
+    return {**_DEFAULTS, **common, "name": name, "kind": kind}
+
+
+def _kind_only(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k not in _COMMON}
+
+
+_DEFAULTS: dict[str, Any] = dict(
+    name=None, kind="python", after=(), retries=0, backoff="exponential", retry_delay=1.0,
+    max_delay=60.0, jitter=0.0, retry_on=(Exception,), timeout=None, when=None, foreach=None,
+    concurrency=None, repeat_until=None, max_iterations=100, on_failure="stop", fallback=None,
+    cache=False, origin=None, output_names=None,
+)  # fmt: skip
+_COMMON = frozenset(_DEFAULTS) - {"name", "kind"}
+
+
+def _retry_policy(where: str, s: dict[str, Any]) -> RetryPolicy:
+    if not isinstance(s["retries"], int) or s["retries"] < 0:
+        raise FlowDefinitionError(f"{where}: retries must be a non-negative integer, not {s['retries']!r}")
+    if s["backoff"] not in BACKOFFS:
+        raise FlowDefinitionError(f"{where}: backoff must be one of {', '.join(BACKOFFS)}, not {s['backoff']!r}")
+    for opt in ("retry_delay", "max_delay", "jitter"):
+        if not isinstance(s[opt], int | float) or s[opt] < 0:
+            raise FlowDefinitionError(f"{where}: {opt} must be a non-negative number")
+    retry_on = s["retry_on"] if isinstance(s["retry_on"], tuple) else (s["retry_on"],)
+    if not all(isinstance(e, type) and issubclass(e, BaseException) for e in retry_on):
+        raise FlowDefinitionError(f"{where}: retry_on must be exception classes")
+    return RetryPolicy(
+        retries=s["retries"], backoff=s["backoff"], retry_delay=float(s["retry_delay"]),
+        max_delay=float(s["max_delay"]), jitter=float(s["jitter"]), retry_on=retry_on,
+    )  # fmt: skip
+
+
+def _parameters(where: str, fn: Callable[..., Any]) -> tuple[tuple[str, ...], set[str]]:
+    """Parameter names, and those without a default (which must be steps)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise FlowDefinitionError(f"{where}: cannot read the parameters of {fn!r}") from None
+    names: list[str] = []
+    required: set[str] = set()
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise FlowDefinitionError(f"{where}: *args and **kwargs cannot name inputs; name each input")
+        names.append(p.name)
+        if p.default is p.empty:
+            required.add(p.name)
+    return tuple(names), required - CONTEXT_PARAMETERS
+
+
+def _resolve_deps(spec: StepSpec, specs: Mapping[str, StepSpec]) -> frozenset[str]:
+    optional = {i for i in spec.inputs if i in specs and i not in CONTEXT_PARAMETERS}
+    return spec.deps | optional
+
+
+def _with_deps(spec: StepSpec, deps: frozenset[str]) -> StepSpec:
+    from dataclasses import replace
+
+    return replace(spec, deps=deps)
+
+
+def _ancestors(deps: Mapping[str, Iterable[str]], step: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(deps[step])
+    while todo:
+        d = todo.pop()
+        if d not in seen:
+            seen.add(d)
+            todo.extend(deps.get(d, ()))
+    return seen
+
+
+def _origin_of(fn: Callable[..., Any] | None, name: str) -> tuple[str, ...]:
+    if fn is None:
+        return ("call", name)
+    module = getattr(fn, "__module__", "") or ""
+    qualname = getattr(fn, "__qualname__", name)
+    code = getattr(fn, "__code__", None)
+    filename = code.co_filename if code is not None else ""
+    # a notebook cell gets a new file name each time it runs; the function's
+    # qualified name is what stays the same when the cell is re-run
+    if module == "__main__" or "ipykernel" in filename or filename.startswith("<"):
+        filename = ""
+    return ("function", module, qualname, filename)
+
+
+def _describe(origin: tuple[str, ...]) -> str:
+    if origin and origin[0] == "function":
+        return f"function {origin[2]} ({origin[1]})"
+    if origin and origin[0] == "cell":
+        return f"notebook cell {origin[1]}"
+    return "another definition"
+
+
+def _hashable(options: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (v.name if hasattr(v, "_specs") else v) for k, v in options.items()}
+    for key in ("when", "foreach", "repeat_until", "output_names"):
+        out[f"@{key}"] = s[key]
+    return out

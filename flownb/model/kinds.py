@@ -1,0 +1,88 @@
+"""The step-kind protocol and registry.
+
+Each module of :mod:`flownb.steps` registers one kind. The model asks a kind to
+validate its options and to name the templates' references (dependencies); the
+engine asks it to execute an attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flownb.errors import FlowDefinitionError
+
+if TYPE_CHECKING:
+    from flownb.engine.context import StepContext
+
+
+class StepKind(Protocol):
+    name: str
+    #: the option a notebook cell body fills (``%%step x --kind shell``)
+    main_option: str | None
+    #: options that are required / allowed (beyond the main one)
+    required: tuple[str, ...]
+    optional: Mapping[str, Any]
+
+    def references(self, options: Mapping[str, Any]) -> set[str]:
+        """Names that the kind's templates read (step outputs become dependencies)."""
+        ...
+
+    def validate(self, step: str, options: dict[str, Any]) -> None:
+        """Raise FlowDefinitionError for a bad option value."""
+        ...
+
+    async def execute(self, ctx: StepContext) -> Any:
+        """Run one attempt and return the step's output."""
+        ...
+
+
+_KINDS: dict[str, StepKind] = {}
+
+
+def register_kind(kind: StepKind) -> StepKind:
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str, *, step: str | None = None) -> StepKind:
+    import flownb.steps  # noqa: F401  (the kinds register themselves on import)
+
+    try:
+        return _KINDS[name]
+    except KeyError:
+        where = f" for step {step!r}" if step else ""
+        raise FlowDefinitionError(
+            f"unknown step kind {name!r}{where}; choose one of {', '.join(sorted(_KINDS))}"
+        ) from None
+
+
+def kind_names() -> list[str]:
+    import flownb.steps  # noqa: F401
+
+    return sorted(_KINDS)
+
+
+def check_options(kind: StepKind, step: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and refuse unknown or missing options, naming the step."""
+    allowed = set(kind.required) | set(kind.optional)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        import difflib
+
+        hints = [difflib.get_close_matches(u, sorted(allowed), n=1) for u in unknown]
+        said = ", ".join(
+            f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in zip(unknown, hints, strict=True)
+        )
+        raise FlowDefinitionError(
+            f"step {step!r} ({kind.name}) got unknown option(s) {said}; "
+            f"it takes {', '.join(sorted(allowed)) or 'no options'}"
+        )
+    missing = [r for r in kind.required if options.get(r) is None]
+    if missing:
+        raise FlowDefinitionError(
+            f"step {step!r} ({kind.name}) needs the option(s) {', '.join(missing)}"
+        )
+    filled = {**kind.optional, **options}
+    kind.validate(step, filled)
+    return filled

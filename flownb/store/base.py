@@ -1,0 +1,143 @@
+"""The store interface the engine writes to, and the records it keeps."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flownb.store.codecs import Encoded
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_DB = Path(".flownb") / "flownb.duckdb"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Event:
+    """One row of the append-only ``events`` table."""
+
+    run_id: str
+    seq: int
+    event: str
+    step: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    ts: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """A step output too large for its event, or a table, kept beside it."""
+
+    run_id: str
+    step: str
+    name: str
+    encoded: Encoded
+    table_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    run_id: str
+    step: str
+    decision: str
+    decided_by: str | None
+    comment: str | None
+    via: str
+    ts: datetime
+
+
+class Store(ABC):
+    """Where runs are recorded. Writes are queued and group-committed.
+
+    ``submit`` returns a future that is done once the records are committed;
+    the engine waits for it before starting any dependent of a completed step
+    (``durability="sync"``). Records are only ever appended.
+    """
+
+    path: str
+
+    @abstractmethod
+    def submit(self, events: list[Event], values: list[StoredValue] | None = None) -> Future[None]: ...
+
+    @abstractmethod
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything submitted so far is committed."""
+
+    @abstractmethod
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame: ...
+
+    @abstractmethod
+    def run_events(self, run_id: str) -> list[Event]:
+        """Every event of a run, in order."""
+
+    @abstractmethod
+    def load_value(self, run_id: str, step: str, name: str, output: dict[str, Any]) -> Any:
+        """The value of an ``output`` event's payload."""
+
+    @abstractmethod
+    def post_decision(self, decision: Decision) -> None:
+        """Record an approval decision made outside the run's own engine."""
+
+    @abstractmethod
+    def decisions(self, run_id: str) -> list[Decision]:
+        """Decisions posted for a run through :meth:`post_decision`."""
+
+    @abstractmethod
+    def heartbeat(self, run_ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def run_ids_like(self, prefix: str) -> list[str]:
+        df = self.query(
+            "SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ORDER BY run_id", [prefix + "%"]
+        )
+        return [str(r) for r in df["run_id"]]
+
+
+def resolve_path(db: str | os.PathLike[str] | None) -> str:
+    if db is None:
+        db = os.environ.get("FLOWNB_DB") or DEFAULT_DB
+    if str(db) == ":memory:":
+        return ":memory:"
+    return str(Path(db).expanduser().resolve())
+
+
+_STORES: dict[str, Store] = {}
+
+
+def open_store(db: str | os.PathLike[str] | Store | None = None) -> Store:
+    """The process's one store for ``db`` (one writer per file per process)."""
+    if isinstance(db, Store):
+        return db
+    path = resolve_path(db)
+    store = _STORES.get(path)
+    if store is None:
+        if path == ":memory:":
+            from flownb.store.memory import MemoryStore
+
+            store = MemoryStore()
+        else:
+            from flownb.store.duckdb_store import DuckDBStore
+
+            store = DuckDBStore(path)
+        _STORES[path] = store
+    return store
+
+
+def forget_store(store: Store) -> None:
+    """Close a store and drop it from the process's registry."""
+    for key, value in list(_STORES.items()):
+        if value is store:
+            del _STORES[key]
+    store.close()

@@ -1,0 +1,332 @@
+"""The DuckDB store: one writer thread per process, group commit, idle release.
+
+DuckDB lets one process at a time open a file for writing. The writer thread
+opens the file when there is work, commits everything queued in one
+transaction (group commit), and closes it after ``idle_release`` seconds
+without work so that another process (the CLI, a second notebook) can take
+its turn. A process that finds the file locked retries with backoff for
+``lock_timeout`` seconds, then raises :class:`~flownb.errors.StoreLocked`
+naming the holder's PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import duckdb
+
+from flownb.errors import FlownbError, StoreLocked
+from flownb.store import codecs, schema
+from flownb.store.base import Decision, Event, Store, StoredValue
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+T = TypeVar("T")
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+_STOP = object()
+
+
+class _Write:
+    __slots__ = ("events", "future", "values")
+
+    def __init__(self, events: list[Event], values: list[StoredValue], future: Future[None]) -> None:
+        self.events = events
+        self.values = values
+        self.future = future
+
+
+class _Call:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], future: Future[Any]) -> None:
+        self.fn = fn
+        self.future = future
+
+
+class DuckDBStore(Store):
+    def __init__(self, path: str, *, lock_timeout: float | None = None, idle_release: float = 0.5) -> None:
+        self.path = path
+        self.lock_timeout = (
+            lock_timeout if lock_timeout is not None else float(os.environ.get("FLOWNB_LOCK_TIMEOUT", "30"))
+        )
+        self.idle_release = idle_release
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._serve, name=f"flownb-store:{Path(path).name}", daemon=True)
+        self._thread.start()
+        # create the schema and mark runs of dead local processes interrupted, now,
+        # so that a lock or a bad file is reported where the store is opened
+        self._call(_prepare)
+
+    # -- the interface ------------------------------------------------------
+
+    def submit(self, events: list[Event], values: list[StoredValue] | None = None) -> Future[None]:
+        future: Future[None] = Future()
+        self._queue.put(_Write(events, values or [], future))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._call(lambda con: None, timeout=timeout)
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        def run(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+            return con.execute(sql, params).df() if params is not None else con.execute(sql).df()
+
+        return self._call(run)
+
+    def run_events(self, run_id: str) -> list[Event]:
+        rows = self._call(
+            lambda con: con.execute(
+                "SELECT run_id, seq, ts, step, event, payload FROM events WHERE run_id = ? ORDER BY seq",
+                [run_id],
+            ).fetchall()
+        )
+        return [Event(run_id=r[0], seq=r[1], ts=r[2], step=r[3], event=r[4], payload=json.loads(r[5] or "{}")) for r in rows]
+
+    def load_value(self, run_id: str, step: str, name: str, output: dict[str, Any]) -> Any:
+        codec = output["codec"]
+        if "value" in output:
+            return codecs.decode(codec, inline=output["value"])
+        table_name = output.get("table")
+        if table_name:
+            arrow = self._call(lambda con: con.execute(f'SELECT * FROM "{table_name}"').arrow())  # noqa: S608
+            return codecs.decode(codec, table=_read_all(arrow))
+        row = self._call(
+            lambda con: con.execute(
+                "SELECT data FROM _values WHERE run_id = ? AND step = ? AND name = ? AND hash = ?",
+                [run_id, step, name, output["hash"]],
+            ).fetchone()
+        )
+        if row is None:
+            raise FlownbError(f"the stored value of {step}.{name} in run {run_id} is missing")
+        return codecs.decode(codec, blob=row[0])
+
+    def post_decision(self, decision: Decision) -> None:
+        d = decision
+        self._call(
+            lambda con: con.execute(
+                "INSERT INTO _inbox VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [d.run_id, d.step, d.ts, d.decision, d.decided_by, d.comment, d.via],
+            )
+        )
+
+    def decisions(self, run_id: str) -> list[Decision]:
+        rows = self._call(
+            lambda con: con.execute(
+                "SELECT run_id, step, decision, decided_by, comment, via, ts FROM _inbox "
+                "WHERE run_id = ? ORDER BY ts",
+                [run_id],
+            ).fetchall()
+        )
+        return [Decision(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    def heartbeat(self, run_ids: list[str]) -> None:
+        if not run_ids:
+            return
+        self._call(
+            lambda con: con.executemany(
+                "INSERT OR REPLACE INTO _heartbeats VALUES (?, now())", [[r] for r in run_ids]
+            )
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    # -- the writer thread ----------------------------------------------------
+
+    def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T], timeout: float | None = None) -> T:
+        if self._closed:
+            raise FlownbError(f"the store {self.path} is closed")
+        future: Future[T] = Future()
+        self._queue.put(_Call(fn, future))
+        return future.result(timeout)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self.idle_release if self._con is not None else None)
+            except queue.Empty:
+                self._release()
+                continue
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(op is _STOP for op in batch)
+            self._handle([op for op in batch if op is not _STOP])
+            if stop:
+                self._release()
+                return
+
+    def _handle(self, batch: list[Any]) -> None:
+        try:
+            con = self._connect()
+        except BaseException as exc:  # noqa: BLE001  (every waiter must hear of it)
+            for op in batch:
+                op.future.set_exception(exc)
+            return
+        writes: list[_Write] = []
+        for op in batch:
+            if isinstance(op, _Write):
+                writes.append(op)
+                continue
+            self._commit(con, writes)
+            writes = []
+            try:
+                op.future.set_result(op.fn(con))
+            except BaseException as exc:  # noqa: BLE001
+                op.future.set_exception(_explain(exc, self.path))
+        self._commit(con, writes)
+
+    def _commit(self, con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
+        if not writes:
+            return
+        try:
+            _write(con, writes)
+        except Exception:  # noqa: BLE001  (find the bad write; commit the others)
+            if len(writes) == 1:
+                import sys
+
+                writes[0].future.set_exception(_explain(sys.exc_info()[1], self.path))  # type: ignore[arg-type]
+                return
+            for w in writes:
+                self._commit(con, [w])
+            return
+        for w in writes:
+            w.future.set_result(None)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None:
+            return self._con
+        started = time.monotonic()
+        delay = 0.02
+        while True:
+            try:
+                self._con = duckdb.connect(self.path)
+                return self._con
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "lock" not in text.lower():
+                    raise FlownbError(f"cannot open the store {self.path}: {text}") from None
+                waited = time.monotonic() - started
+                if waited >= self.lock_timeout:
+                    match = _LOCK_PID.search(text)
+                    raise StoreLocked(self.path, int(match.group(1)) if match else None, waited) from None
+                time.sleep(min(delay, max(0.0, self.lock_timeout - waited)))
+                delay = min(delay * 1.5, 0.5)
+
+    def _release(self) -> None:
+        if self._con is not None:
+            con, self._con = self._con, None
+            con.close()
+
+
+def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
+    """Commit a group of writes in one transaction: one table in the common case."""
+    events = [e for w in writes for e in w.events]
+    values = [v for w in writes for v in w.values]
+    batch = _events_table(events)  # noqa: F841  (read by name in the SQL below)
+    if not values:
+        con.execute("INSERT INTO events SELECT * FROM batch")
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for v in values:
+            if v.table_name:
+                table = v.encoded.table  # noqa: F841
+                con.execute(f'CREATE OR REPLACE TABLE "{v.table_name}" AS SELECT * FROM table')
+            else:
+                con.execute(
+                    "INSERT INTO _values VALUES (?, ?, ?, ?, ?, ?)",
+                    [v.run_id, v.step, v.name, v.encoded.hash, v.encoded.codec, v.encoded.blob],
+                )
+        con.execute("INSERT INTO events SELECT * FROM batch")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _events_table(events: list[Event]) -> pa.Table:
+    import pyarrow as pa
+
+    dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+    return pa.table(
+        {
+            "run_id": pa.array([e.run_id for e in events], pa.string()),
+            "seq": pa.array([e.seq for e in events], pa.int64()),
+            "ts": pa.array([e.ts for e in events], pa.timestamp("us", tz="UTC")),
+            "step": pa.array([e.step for e in events], pa.string()),
+            "event": pa.array([e.event for e in events], pa.string()),
+            "payload": pa.array([dumps(e.payload) for e in events], pa.string()),
+        }
+    )
+
+
+def _read_all(result: Any) -> Any:
+    return result.read_all() if hasattr(result, "read_all") else result
+
+
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(schema.TABLES)
+    con.execute(schema.VIEWS)
+    mark_dead_runs_interrupted(con)
+
+
+def mark_dead_runs_interrupted(con: duckdb.DuckDBPyConnection) -> None:
+    """Runs of this host whose process is gone are interrupted (resumable)."""
+    rows = con.execute(
+        "SELECT run_id, pid FROM runs WHERE status IN ('running', 'waiting', 'pending') AND host = ?",
+        [socket.gethostname()],
+    ).fetchall()
+    dead = [run_id for run_id, pid in rows if pid != os.getpid() and not _alive(pid)]
+    if dead:
+        con.execute(
+            "INSERT INTO events SELECT run_id, max(seq) + 1, now(), NULL, 'run_status', "
+            "'{\"status\":\"interrupted\",\"reason\":\"its process is gone\"}' "
+            "FROM events WHERE run_id IN (SELECT unnest(?)) GROUP BY run_id",
+            [dead],
+        )
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (killed but not yet reaped by its parent) is gone for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _explain(exc: BaseException, path: str) -> BaseException:
+    if isinstance(exc, duckdb.Error) and not isinstance(exc, FlownbError):
+        return FlownbError(f"store {path}: {exc}")
+    return exc

@@ -20,7 +20,11 @@ _MAX_KEPT = 1_000_000  # characters of each stream kept for the store
 class StepLog:
     """What one attempt printed, with an optional live listener."""
 
-    def __init__(self, on_write: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self, on_write: Callable[[str, str], None] | None = None, *, run_id: str = "", step: str = ""
+    ) -> None:
+        self.run_id = run_id
+        self.step = step
         self._parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._sizes = {"stdout": 0, "stderr": 0}
         self._lock = threading.Lock()

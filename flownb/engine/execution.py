@@ -82,6 +82,7 @@ class RunExecution:
         self._children: set[RunExecution] = set()
         self._poller: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
+        self._params_json = json.dumps(_jsonable(params), sort_keys=True)
         self._foreach_t0: dict[str, tuple[datetime, float]] = {}
 
     # -- lifecycle ------------------------------------------------------------
@@ -299,21 +300,21 @@ class RunExecution:
 
     def input_hash(self, spec: StepSpec) -> str:
         upstream = [f"{d}={self.output_hashes.get(d, '')}" for d in sorted(spec.deps)]
-        return digest(spec.code_hash, json.dumps(_jsonable(self.params), sort_keys=True), *upstream)
+        return digest(spec.code_hash, self._params_json, *upstream)
 
     def next_attempt(self, step: str) -> int:
         return self.attempts.get(step, 0) + 1
 
     def new_log(self, step: str) -> StepLog:
         if not self.log_listeners:
-            return StepLog()
+            return StepLog(run_id=self.run_id, step=step)
         listeners = list(self.log_listeners)
 
         def on_write(stream: str, text: str) -> None:
             for listener in listeners:
                 listener(self, step, stream, text)
 
-        return StepLog(on_write)
+        return StepLog(on_write, run_id=self.run_id, step=step)
 
     def attempt_started(self, ctx: StepContext, input_hash: str) -> datetime:
         self.attempts[ctx.step] = ctx.attempt
@@ -324,7 +325,7 @@ class RunExecution:
             "step_started", ctx.step, attempt=ctx.attempt, kind=ctx.spec.kind, status="running",
             level=self.graph.levels.get(ctx.spec.name), input_hash=input_hash,
         )  # fmt: skip
-        self.recorder.commit()
+        self.recorder.soon()
         return now
 
     def attempt_finished(

@@ -1,7 +1,14 @@
-"""Turns what happens in a run into events, commits them, and tells listeners."""
+"""Turns what happens in a run into events, commits them, and tells listeners.
+
+Events emitted during one turn of the engine's loop are submitted together:
+a wide wave of steps finishing at once shares one commit. An attempt's start
+is committed with the next completion, or at the latest ``LAZY_FLUSH`` seconds
+after it was emitted, so that a fast chain of steps costs one commit a step.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -11,6 +18,7 @@ from flownb.store.base import Event, Store, StoredValue
 from flownb.store.codecs import Encoded
 
 Listener = Callable[[Event], None]
+LAZY_FLUSH = 0.05
 
 
 class Recorder:
@@ -22,6 +30,8 @@ class Recorder:
         self._seq = next_seq
         self._events: list[Event] = []
         self._values: list[StoredValue] = []
+        self._future: Future[None] | None = None
+        self._lazy: asyncio.TimerHandle | None = None
         self.listeners: list[Listener] = []
 
     def emit(self, event: str, step: str | None = None, **payload: Any) -> Event:
@@ -51,10 +61,43 @@ class Recorder:
         return payload
 
     def commit(self) -> Future[None]:
-        """Submit everything emitted so far; the future is done once it is committed."""
+        """Submit what was emitted, at the end of this loop turn; done once committed."""
+        if self._future is None:
+            self._future = Future()
+            _loop().call_soon(self._flush)
+        return self._future
+
+    def soon(self) -> None:
+        """Make sure what was emitted is committed within ``LAZY_FLUSH`` seconds."""
+        if self._future is None and self._lazy is None:
+            self._lazy = _loop().call_later(LAZY_FLUSH, self._flush)
+
+    def _flush(self) -> None:
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
+        future, self._future = self._future, None
         events, self._events = self._events, []
         values, self._values = self._values, []
-        return self.store.submit(events, values)
+        if not events and not values:
+            if future is not None:
+                future.set_result(None)
+            return
+        submitted = self.store.submit(events, values)
+        if future is not None:
+            submitted.add_done_callback(lambda f: _copy(f, future))
+
+
+def _copy(source: Future[None], target: Future[None]) -> None:
+    exc = source.exception()
+    if exc is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(None)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
 
 def _table_name(run_id: str, step: str, name: str) -> str:

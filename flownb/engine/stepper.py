@@ -103,7 +103,8 @@ async def _attempts(
         except Exception as exc:  # noqa: BLE001  (a step's failure is data, recorded below)
             ex.attempt_finished(ctx, started, t0, "failed", input_hash, error=exc)
             if tries <= spec.retry.retries and _retryable(spec, exc):
-                delay = spec.retry.delay(tries)
+                # a kind may ask for a longer wait (HTTP Retry-After)
+                delay = max(spec.retry.delay(tries), float(getattr(exc, "retry_after", 0) or 0))
                 ex.step_retrying(step, attempt, delay, exc)
                 await asyncio.sleep(delay)
                 attempt += 1
@@ -133,6 +134,8 @@ async def _attempts(
 
 def _retryable(spec: StepSpec, exc: BaseException) -> bool:
     if isinstance(exc, ApprovalRejected | TemplateError):
+        return False
+    if getattr(exc, "retryable", True) is False:  # a kind knows a 404 will not heal
         return False
     return isinstance(exc, spec.retry.retry_on)
 

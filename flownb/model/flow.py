@@ -76,6 +76,8 @@ class Flow:
         self.executor = executor
         self.max_runs = max_runs
         self._specs: dict[str, StepSpec] = {}
+        #: name -> steps that depend on it (or may, by an optional input)
+        self._wanted_by: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r}: {len(self._specs)} steps>"
@@ -155,10 +157,13 @@ class Flow:
 
     def remove(self, name: str) -> None:
         """Forget a step (``%flow reset`` forgets them all)."""
-        self._specs.pop(name, None)
+        spec = self._specs.pop(name, None)
+        if spec is not None:
+            self._unindex(spec)
 
     def clear(self) -> None:
         self._specs.clear()
+        self._wanted_by.clear()
 
     @property
     def steps(self) -> dict[str, StepSpec]:
@@ -247,15 +252,23 @@ class Flow:
                 f"step name {spec.name!r} is already taken in flow {self.name!r} by "
                 f"{_describe(old.origin)}; choose another name, or flow.remove({spec.name!r}) first"
             )
-        # optional inputs (parameters with defaults) only count once the step exists
-        trial = {**self._specs, spec.name: spec}
-        known = {n: {d for d in _resolve_deps(s, trial) if d in trial} for n, s in trial.items()}
-        cycle = dag.find_cycle(known)
-        if cycle:
-            from flownb.errors import CycleError
+        # a new cycle must pass through this step, so it needs a step that wants it
+        if self._wanted_by.get(spec.name):
+            trial = {**self._specs, spec.name: spec}
+            cycle = _cycle_through(spec.name, trial)
+            if cycle:
+                from flownb.errors import CycleError
 
-            raise CycleError(self.name, cycle)
+                raise CycleError(self.name, cycle)
+        if old is not None:
+            self._unindex(old)
         self._specs[spec.name] = spec
+        for wanted in _wanted(spec):
+            self._wanted_by.setdefault(wanted, set()).add(spec.name)
+
+    def _unindex(self, spec: StepSpec) -> None:
+        for wanted in _wanted(spec):
+            self._wanted_by.get(wanted, set()).discard(spec.name)
 
     # -- validation and running ------------------------------------------
 
@@ -363,6 +376,30 @@ def _parameters(where: str, fn: Callable[..., Any]) -> tuple[tuple[str, ...], se
 def _resolve_deps(spec: StepSpec, specs: Mapping[str, StepSpec]) -> frozenset[str]:
     optional = {i for i in spec.inputs if i in specs and i not in CONTEXT_PARAMETERS}
     return spec.deps | optional
+
+
+def _wanted(spec: StepSpec) -> set[str]:
+    return set(spec.deps) | {i for i in spec.inputs if i not in CONTEXT_PARAMETERS}
+
+
+def _cycle_through(start: str, specs: Mapping[str, StepSpec]) -> list[str] | None:
+    """A dependency path from ``start`` back to itself, or None."""
+    parent: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        node = todo.pop()
+        for dep in sorted(_resolve_deps(specs[node], specs)):
+            if dep not in specs:
+                continue
+            if dep == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(parent[path[-1]])
+                return [start, *reversed(path[:-1]), start] if node != start else [start, start]
+            if dep not in parent:
+                parent[dep] = node
+                todo.append(dep)
+    return None
 
 
 def _with_deps(spec: StepSpec, deps: frozenset[str]) -> StepSpec:

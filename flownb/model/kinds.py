@@ -46,6 +46,9 @@ def register_kind(kind: StepKind) -> StepKind:
 
 
 def get_kind(name: str, *, step: str | None = None) -> StepKind:
+    kind = _KINDS.get(name)
+    if kind is not None:
+        return kind
     import flownb.steps  # noqa: F401  (the kinds register themselves on import)
 
     try:

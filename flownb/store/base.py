@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
@@ -133,6 +134,16 @@ def open_store(db: str | os.PathLike[str] | Store | None = None) -> Store:
             store = DuckDBStore(path)
         _STORES[path] = store
     return store
+
+
+@atexit.register
+def _close_all() -> None:
+    """Commit what is queued and close the files before the interpreter goes."""
+    for store in list(_STORES.values()):
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001,S110  (exiting: nothing left to tell)
+            pass
 
 
 def forget_store(store: Store) -> None:

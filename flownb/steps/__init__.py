@@ -1,5 +1,5 @@
 """Step kinds, one module each; importing this package registers them all."""
 
-from flownb.steps import approval, python, subflow
+from flownb.steps import agent, approval, http, python, shell, subflow, wasm
 
-__all__ = ["approval", "python", "subflow"]
+__all__ = ["agent", "approval", "http", "python", "shell", "subflow", "wasm"]

@@ -53,7 +53,7 @@ def _quote(value: Any) -> str:
 
 class ShellKind:
     name = "shell"
-    main_option = "command"
+    main_option: str | None = "command"
     required: tuple[str, ...] = ("command",)
     optional: Mapping[str, Any] = {"env": None, "cwd": None}
 
@@ -139,10 +139,8 @@ async def _stop_group(proc: asyncio.subprocess.Process) -> None:
     pgid = proc.pid  # start_new_session: the script leads its own group
     if not _signal_group(pgid, signal.SIGTERM) and proc.returncode is not None:
         return
-    try:
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
         await asyncio.shield(asyncio.wait_for(proc.wait(), KILL_GRACE))
-    except (TimeoutError, asyncio.CancelledError):
-        pass
     _signal_group(pgid, signal.SIGKILL)
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.shield(proc.wait())

@@ -12,6 +12,7 @@ naming the holder's PID.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 import os
 import queue
 import re
@@ -85,18 +86,21 @@ class DuckDBStore(Store):
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         def run(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-            return con.execute(sql, params).df() if params is not None else con.execute(sql).df()
+            return _frame(con, sql, params)
 
         return self._call(run)
 
     def run_events(self, run_id: str) -> list[Event]:
         rows = self._call(
             lambda con: con.execute(
-                "SELECT run_id, seq, ts, step, event, payload FROM events WHERE run_id = ? ORDER BY seq",
+                "SELECT run_id, seq, epoch_us(ts), step, event, payload FROM events WHERE run_id = ? ORDER BY seq",
                 [run_id],
             ).fetchall()
         )
-        return [Event(run_id=r[0], seq=r[1], ts=r[2], step=r[3], event=r[4], payload=json.loads(r[5] or "{}")) for r in rows]
+        return [
+            Event(run_id=r[0], seq=r[1], ts=_utc(r[2]), step=r[3], event=r[4], payload=json.loads(r[5] or "{}"))
+            for r in rows
+        ]
 
     def load_value(self, run_id: str, step: str, name: str, output: dict[str, Any]) -> Any:
         codec = output["codec"]
@@ -104,7 +108,7 @@ class DuckDBStore(Store):
             return codecs.decode(codec, inline=output["value"])
         table_name = output.get("table")
         if table_name:
-            arrow = self._call(lambda con: con.execute(f'SELECT * FROM "{table_name}"').arrow())  # noqa: S608
+            arrow = self._call(lambda con: con.sql(f'SELECT * FROM "{table_name}"').to_arrow_table())  # noqa: S608
             return codecs.decode(codec, table=_read_all(arrow))
         row = self._call(
             lambda con: con.execute(
@@ -128,12 +132,12 @@ class DuckDBStore(Store):
     def decisions(self, run_id: str) -> list[Decision]:
         rows = self._call(
             lambda con: con.execute(
-                "SELECT run_id, step, decision, decided_by, comment, via, ts FROM _inbox "
+                "SELECT run_id, step, decision, decided_by, comment, via, epoch_us(ts) FROM _inbox "
                 "WHERE run_id = ? ORDER BY ts",
                 [run_id],
             ).fetchall()
         )
-        return [Decision(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        return [Decision(r[0], r[1], r[2], r[3], r[4], r[5], _utc(r[6])) for r in rows]
 
     def heartbeat(self, run_ids: list[str]) -> None:
         if not run_ids:
@@ -285,6 +289,24 @@ def _events_table(events: list[Event]) -> pa.Table:
             "payload": pa.array([dumps(e.payload, default=str, option=opts).decode() for e in events], pa.string()),
         }
     )
+
+
+def _utc(micros: int) -> datetime:
+    # fetching TIMESTAMPTZ as Python objects would need pytz; epoch micros need nothing
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: Any) -> pd.DataFrame:
+    """A query's answer as a DataFrame, by way of Arrow.
+
+    (DuckDB's own ``.df()`` uses a pandas call that pandas 3 deprecates.)
+    """
+    relation = con.sql(sql, params=params)
+    if relation is None:  # a statement that returns nothing
+        import pandas as pd
+
+        return pd.DataFrame()
+    return relation.to_arrow_table().to_pandas()
 
 
 def _read_all(result: Any) -> Any:

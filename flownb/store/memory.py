@@ -43,7 +43,7 @@ class MemoryStore(Store):
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         import duckdb
 
-        from flownb.store.duckdb_store import _events_table
+        from flownb.store.duckdb_store import _events_table, _frame
 
         with self._lock:
             events = list(self._events)
@@ -66,7 +66,7 @@ class MemoryStore(Store):
                 con.execute(f'CREATE TABLE "{v.table_name}" AS SELECT * FROM table')
             con.execute(schema.VIEWS)
             try:
-                return con.execute(sql, params).df() if params is not None else con.execute(sql).df()
+                return _frame(con, sql, params)
             except duckdb.Error as exc:
                 raise FlownbError(f"store :memory:: {exc}") from None
         finally:

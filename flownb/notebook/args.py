@@ -1,0 +1,186 @@
+"""Argument parsing for the magics: ``--help`` everywhere, one-line usage errors.
+
+A bad option raises IPython's ``UsageError``, which the notebook shows as one
+line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+
+
+class HelpShown(Exception):  # noqa: N818  (a control-flow signal, not an error)
+    """``--help`` was printed; the magic has nothing else to do."""
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, prog: str, description: str = "", **kwargs: Any) -> None:
+        super().__init__(prog=prog, description=description, add_help=True, exit_on_error=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # fmt: skip
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}\n{self.format_usage().strip()}  (see {self.prog} --help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            print(message)
+        raise HelpShown
+
+    def parse(self, line: str | Sequence[str]) -> argparse.Namespace:
+        try:
+            argv = shlex.split(line) if isinstance(line, str) else list(line)
+        except ValueError as exc:
+            raise UsageError(f"{self.prog}: cannot split the line: {exc}") from None
+        try:
+            return self.parse_args(argv)
+        except argparse.ArgumentError as exc:
+            self.error(str(exc))
+
+
+def typed(text: str) -> Any:
+    """``--param`` values: int, float, bool or JSON when they parse, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if text[:1] in "[{\"" or low == "null":
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def key_values(pairs: Sequence[str] | None, what: str = "--param") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{what} takes key=value, not {pair!r}")
+        out[key.strip()] = typed(value)
+    return out
+
+
+def names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text}")
+    return value
+
+
+def step_parser(prog: str) -> Parser:
+    """The options of ``%%step`` and ``%step`` (DESIGN §2)."""
+    p = Parser(prog, description=STEP_HELP)
+    p.add_argument("name", help="the step's name (an identifier)")
+    p.add_argument("--after", help="comma-separated steps this one waits for, besides the names it reads")
+    p.add_argument("--retries", type=positive_int, default=0)
+    p.add_argument("--backoff", choices=("constant", "linear", "exponential"), default="exponential")
+    p.add_argument("--retry-delay", type=float, default=1.0, metavar="S")
+    p.add_argument("--max-delay", type=float, default=60.0, metavar="S")
+    p.add_argument("--timeout", type=float, metavar="S", help="seconds per attempt")
+    p.add_argument("--when", metavar="EXPR", help="skip the step (and its dependents) unless EXPR holds")
+    p.add_argument("--foreach", metavar="EXPR", help="one attempt per item; item and index name the element")
+    p.add_argument("--concurrency", type=int, metavar="N")
+    p.add_argument("--repeat-until", metavar="EXPR")
+    p.add_argument("--max-iterations", type=int, default=100, metavar="N")
+    p.add_argument("--on-failure", choices=("stop", "continue"), default="stop")
+    p.add_argument("--fallback", metavar="STEP")
+    p.add_argument("--cache", action="store_true", help="reuse an earlier output for the same inputs and code")
+    p.add_argument("--kind", default="python", help="python (default), shell, http, agent, wasm, approval, subflow")
+    p.add_argument("--flow", metavar="F", help="the flow to add the step to (default: the notebook's)")
+    kind = p.add_argument_group("kind options (for --kind other than python)")
+    for opt in ("message", "command", "url", "method", "prompt", "model", "system", "module", "cwd"):
+        kind.add_argument(f"--{opt}")
+    kind.add_argument("--input", help="JSON given to a wasm module on stdin")
+    kind.add_argument("--approval-timeout", type=float, metavar="S")
+    kind.add_argument("--subflow", metavar="F", help="the flow a subflow step runs")
+    kind.add_argument("--option", action="append", metavar="K=V", help="any other kind option (typed like --param)")
+    return p
+
+
+STEP_HELP = """\
+Register the cell as a step of the notebook's flow; it does not run it.
+Its inputs are the names it reads that another step assigns; its outputs
+are the names it assigns at top level. Run the flow with %flow run.
+
+examples:
+  %%step users --retries 3 --timeout 30
+  users = pd.read_csv(params["source"])
+
+  %step publish_ok --kind approval --message "Publish {{ joined | length }} rows?"
+"""
+
+FLOW_HELP = """\
+%flow run [--wait] [--param k=v ...] [--flow F] [--executor E] [--approve STEP|all]
+%flow show | steps | reset                     [--flow F]
+%flow status [RUN] | watch RUN | cancel [RUN] | resume [RUN]
+%flow approve RUN STEP [--reject] [--comment C]
+%flow history [--limit N]
+"""
+
+
+def flow_parser() -> Parser:
+    p = Parser("%flow", description="Run and inspect the notebook's flows.\n\n" + FLOW_HELP)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    run = sub.add_parser("run", help="start a run; returns at once unless --wait")
+    run.add_argument("--wait", action="store_true", help="block until the run ends (headless notebooks)")
+    run.add_argument("--param", action="append", metavar="K=V", help="a run parameter (typed)")
+    run.add_argument("--approve", action="append", metavar="STEP", help="decide these approvals at once ('all')")
+    run.add_argument("--executor", metavar="E", help='"local", "dask" or a scheduler address')
+    run.add_argument("--timeout", type=float, metavar="S", help="seconds for the whole run")
+    for name, text in (("show", "draw the flow"), ("steps", "list the defined steps"),
+                       ("reset", "forget the flow's steps")):  # fmt: skip
+        sub.add_parser(name, help=text)
+    for name, text in (("status", "a run's status (default: the last run)"),
+                       ("cancel", "cancel a run (default: the last run)"),
+                       ("resume", "finish an interrupted or failed run (default: the flow's last)")):  # fmt: skip
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("run", nargs="?")
+    watch = sub.add_parser("watch", help="the live view of any run, running or finished")
+    watch.add_argument("run")
+    approve = sub.add_parser("approve", help="approve (or --reject) a waiting step")
+    approve.add_argument("run")
+    approve.add_argument("step")
+    approve.add_argument("--reject", action="store_true")
+    approve.add_argument("--comment")
+    history = sub.add_parser("history", help="the latest runs")
+    history.add_argument("--limit", type=int, default=20)
+    for sp in sub.choices.values():
+        sp.add_argument("--flow", metavar="F", help="the flow (default: the notebook's)")
+    return p
+
+
+def sql_parser(prog: str) -> Parser:
+    p = Parser(prog, description=(
+        "SQL over the store (runs, steps, events, approvals, outputs), answered as a DataFrame.\n"
+        "Notebook values reach the query only as parameters: --param name binds $name\n"
+        "to the notebook variable `name` (DuckDB binds it; nothing is pasted into the text).\n\n"
+        "example:\n  %%flowsql --param flow_name\n  SELECT * FROM runs WHERE flow = $flow_name"
+    ))  # fmt: skip
+    p.add_argument("--param", action="append", metavar="NAME", help="bind $NAME to the notebook variable NAME")
+    p.add_argument("--db", metavar="PATH", help="another store file (default: the process's store)")
+    return p
+
+
+def split_sql_line(line: str) -> tuple[str, str]:
+    """``%flowsql [--param N] [--db P] QUERY``: the options part and the query, untouched by shell quoting."""
+    import re
+
+    m = re.match(r"^\s*((?:(?:--param|--db)\s+\S+\s*|(?:--help|-h)\s*)*)(.*)$", line, re.S)
+    assert m is not None  # the pattern matches any text
+    return m.group(1), m.group(2).strip()

@@ -155,6 +155,12 @@ class RunExecution:
             await asyncio.wrap_future(commit)
         except Exception as exc:  # noqa: BLE001  (the run has ended; say why it was not recorded)
             self.error = self.error or exc
+        if self.recorder.write_error is not None and self.error is None:
+            self.error = RunFailed(
+                f"run {self.run_id}: some of its records could not be written to {self.store.path}: "
+                f"{self.recorder.write_error}"
+            )
+            self.status = "failed"
         self._finished.set()
         self.runtime.forget(self)
         if not self.done.done():

@@ -33,6 +33,8 @@ class Recorder:
         self._future: Future[None] | None = None
         self._lazy: asyncio.TimerHandle | None = None
         self.listeners: list[Listener] = []
+        #: the first write that failed: the run reports it instead of succeeding
+        self.write_error: BaseException | None = None
 
     def emit(self, event: str, step: str | None = None, **payload: Any) -> Event:
         record = Event(self.run_id, self._seq, event, step, payload)
@@ -84,8 +86,13 @@ class Recorder:
                 future.set_result(None)
             return
         submitted = self.store.submit(events, values)
+        submitted.add_done_callback(self._check)
         if future is not None:
             submitted.add_done_callback(lambda f: _copy(f, future))
+
+    def _check(self, submitted: Future[None]) -> None:
+        if submitted.exception() is not None and self.write_error is None:
+            self.write_error = submitted.exception()
 
 
 def _copy(source: Future[None], target: Future[None]) -> None:

@@ -99,7 +99,7 @@ async def run_script(ctx: StepContext, script: str, env: dict[str, str], cwd: st
     assert proc.stdout is not None and proc.stderr is not None
     pumps = asyncio.gather(_pump(proc.stdout, "stdout", out, ctx), _pump(proc.stderr, "stderr", err, ctx))
     try:
-        await proc.wait()
+        await _exited(proc)
     except BaseException:  # timeout or cancel: stop everything, keep nothing waiting
         await _stop_group(proc)
         pumps.cancel()
@@ -132,6 +132,30 @@ async def _pump(reader: asyncio.StreamReader, stream: str, kept: list[str], ctx:
                     kept.append("\n[... truncated]")
         if not chunk:
             return
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> None:
+    """Wait for the script itself to exit.
+
+    Not ``proc.wait()``: asyncio completes that only once the pipes are closed
+    too, which a background child holding them would postpone forever. A pidfd
+    becomes readable when the process exits, without reaping it.
+    """
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return  # already exited and reaped
+    except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3): pipes decide
+        await proc.wait()
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 async def _stop_group(proc: asyncio.subprocess.Process) -> None:

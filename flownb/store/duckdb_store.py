@@ -258,8 +258,8 @@ def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
     try:
         for v in values:
             if v.table_name:
-                table = v.encoded.table  # noqa: F841
-                con.execute(f'CREATE OR REPLACE TABLE "{v.table_name}" AS SELECT * FROM table')
+                arrow_value = v.encoded.table  # noqa: F841  (read by name in the SQL)
+                con.execute(f'CREATE OR REPLACE TABLE "{v.table_name}" AS SELECT * FROM arrow_value')
             else:
                 con.execute(
                     "INSERT INTO _values VALUES (?, ?, ?, ?, ?, ?)",

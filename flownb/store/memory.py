@@ -62,8 +62,8 @@ class MemoryStore(Store):
             for run_id, ts in beats.items():
                 con.execute("INSERT INTO _heartbeats VALUES (?, ?)", [run_id, ts])
             for v in tables:
-                table = v.encoded.table  # noqa: F841
-                con.execute(f'CREATE TABLE "{v.table_name}" AS SELECT * FROM table')
+                arrow_value = v.encoded.table  # noqa: F841  (read by name in the SQL)
+                con.execute(f'CREATE TABLE "{v.table_name}" AS SELECT * FROM arrow_value')
             con.execute(schema.VIEWS)
             try:
                 return _frame(con, sql, params)

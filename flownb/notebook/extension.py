@@ -1,0 +1,67 @@
+"""``%load_ext flownb``: the magics, the cell-id hook, and per-step ``display()``.
+
+Steps run in worker threads; ``print`` is routed to a step's log by the
+engine's stdout proxy, and ``display()`` is routed here: while a step runs,
+the ContextVar ``CURRENT_LOG`` names its run and step, and the display
+publisher hands the formatted output to that step's panel instead of the
+cell that happens to be running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flownb.engine import capture
+from flownb.notebook.session import Session
+
+
+def load(ipython: Any, *, live: bool = True) -> Session:
+    found = Session._sessions.get(id(ipython))
+    if found is not None:
+        return found
+    from flownb.notebook.magics import FlowMagics
+
+    session = Session(ipython, live=live)
+    session.attach()
+    ipython.register_magics(FlowMagics(ipython, session))
+    ipython.events.register("pre_run_cell", session.pre_run_cell)
+    _route_display(ipython, session)
+    capture.install()  # before the first run, so the kernel's streams are wrapped once
+    return session
+
+
+def unload(ipython: Any) -> None:
+    session = Session._sessions.get(id(ipython))
+    if session is None:
+        return
+    session.detach()
+    try:
+        ipython.events.unregister("pre_run_cell", session.pre_run_cell)
+    except ValueError:
+        pass  # already gone
+    pub = getattr(ipython, "display_pub", None)
+    original = getattr(pub, "_flownb_original_publish", None)
+    if pub is not None and original is not None:
+        pub.publish = original
+        del pub._flownb_original_publish
+
+
+def _route_display(ipython: Any, session: Session) -> None:
+    pub = getattr(ipython, "display_pub", None)
+    if pub is None or hasattr(pub, "_flownb_original_publish"):
+        return
+    original = pub.publish
+
+    def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+        log = capture.CURRENT_LOG.get()
+        if log is not None and getattr(log, "run_id", ""):
+            state = session.tracker.states.get(log.run_id)
+            if state is not None:
+                state.display(log.step, {"output_type": "display_data", "data": dict(data or {}),
+                                         "metadata": dict(metadata or {})})  # fmt: skip
+                session.tracker.poke(log.run_id)
+                return None
+        return original(data, metadata, *args, **kwargs)
+
+    pub._flownb_original_publish = original
+    pub.publish = publish

@@ -1,0 +1,280 @@
+"""The magics: ``%%step``, ``%step``, ``%flow`` and ``%%flowsql``.
+
+Thin by design: each parses its arguments and calls :class:`Session` (or
+``flownb.sql``), the same API a script uses. Errors flownb raises on purpose
+become one-line usage errors, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+
+from flownb.errors import FlownbError
+from flownb.notebook.args import (
+    FLOW_HELP, HelpShown, flow_parser, key_values, names, split_sql_line, sql_parser, step_parser, typed,
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from flownb.engine.run import Run
+    from flownb.notebook.session import Session
+    from flownb.notebook.view import LiveView
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """--help ends quietly; flownb's own errors become one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HelpShown:
+            return None
+        except FlownbError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@magics_class
+class FlowMagics(Magics):
+    def __init__(self, shell: Any, session: Session) -> None:
+        super().__init__(shell)
+        self.session = session
+
+    # -- %%step / %step ------------------------------------------------------------------
+
+    @line_cell_magic
+    @_friendly
+    def step(self, line: str, cell: str | None = None) -> None:
+        """Register a cell (``%%step NAME``) or a line (``%step NAME --kind K``) as a step."""
+        prog = "%%step" if cell is not None else "%step"
+        args = step_parser(prog).parse(line)
+        options = _step_options(args)
+        kind_options = self._kind_options(args)
+        if cell is None:
+            if args.kind == "python":
+                raise UsageError(f"a python step needs a cell body: write %%step {args.name} above the code")
+            self.session.define_step(args.name, kind=args.kind, flow=args.flow, options=options,
+                                     kind_options=kind_options)  # fmt: skip
+            return
+        self.session.define_cell(args.name, cell, flow=args.flow, kind=args.kind, options=options,
+                                 cell_text=f"%%step {line}\n{cell}", kind_options=kind_options)  # fmt: skip
+
+    def _kind_options(self, args: argparse.Namespace) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for opt in ("message", "command", "url", "method", "prompt", "model", "system", "module", "cwd"):
+            if getattr(args, opt) is not None:
+                out[opt] = getattr(args, opt)
+        if args.input is not None:
+            out["input"] = typed(args.input)
+        if args.approval_timeout is not None:
+            out["approval_timeout"] = args.approval_timeout
+        if args.subflow is not None:
+            out["flow"] = self.session.flow(args.subflow)
+        out.update({k.replace("-", "_"): v for k, v in key_values(args.option, "--option").items()})
+        return out
+
+    # -- %flow ------------------------------------------------------------------------------
+
+    @line_magic
+    @_friendly
+    def flow(self, line: str) -> Any:
+        """Run and inspect flows: ``%flow --help`` lists the commands."""
+        if not line.strip():
+            print(FLOW_HELP)
+            return None
+        args = flow_parser().parse(line)
+        handler = getattr(self, f"_flow_{args.command}")
+        return handler(args)
+
+    def _flow_run(self, args: argparse.Namespace) -> Any:
+        s = self.session
+        run = s.start(args.flow, params=key_values(args.param), approve=args.approve or (),
+                      executor=args.executor, timeout=args.timeout)  # fmt: skip
+        shown = RunView(run, s.view(run.id, args.flow) if s.live else None)
+        if not args.wait:
+            return shown
+        from IPython.display import display
+
+        display(shown)
+        _wait_loudly(run)
+        if shown.view is not None:
+            shown.view.painter.settle()
+        print(_one_line(run))
+        if run.status != "succeeded":
+            raise UsageError(f"run {run.id} {run.status}: {run.error}")
+        return None
+
+    def _flow_resume(self, args: argparse.Namespace) -> Any:
+        run = self.session.resume(args.run, args.flow)
+        return RunView(run, self.session.view(run.id, args.flow) if self.session.live else None)
+
+    def _flow_watch(self, args: argparse.Namespace) -> Any:
+        view = self.session.view(args.run, args.flow)
+        return RunView(self.session.run_handle(view.state.run_id), view)
+
+    def _flow_approve(self, args: argparse.Namespace) -> None:
+        decision = "rejected" if args.reject else "approved"
+        print(self.session.decide(args.run, args.step, decision, comment=args.comment, via="magic", flow=args.flow))
+
+    def _flow_cancel(self, args: argparse.Namespace) -> None:
+        run = self.session.run_handle(args.run)
+        if run is None:
+            raise UsageError(f"no run {args.run or ''} is running in this kernel".replace("  ", " "))
+        run.cancel()
+        print(f"cancelling run {run.id}")
+
+    def _flow_status(self, args: argparse.Namespace) -> Any:
+        import flownb
+
+        run_id = args.run or self.session.last_run_id
+        db = self.session.flow(args.flow).db
+        if run_id is None:
+            return flownb.history(db, limit=1)
+        run = self.session.run_handle(run_id)
+        if run is not None:
+            print(_one_line(run))
+        return flownb.sql(
+            "SELECT run_id, flow, status, started_at, duration_ms, error FROM runs WHERE run_id LIKE ?",
+            db, [run_id + "%"],
+        )  # fmt: skip
+
+    def _flow_history(self, args: argparse.Namespace) -> Any:
+        import flownb
+
+        return flownb.history(self.session.flow(args.flow).db, limit=args.limit)
+
+    def _flow_steps(self, args: argparse.Namespace) -> Any:
+        import pandas as pd
+
+        graph = self.session.graph(args.flow)
+        rows = []
+        for name, spec in graph.specs.items():
+            info = getattr(spec.fn, "__flownb_cell__", None)
+            rows.append({
+                "step": name, "kind": spec.kind, "level": graph.levels.get(name),
+                "depends_on": ", ".join(sorted(spec.deps)), "outputs": ", ".join(info.outputs) if info else name,
+                "retries": spec.retry.retries, "timeout": spec.timeout,
+            })  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def _flow_show(self, args: argparse.Namespace) -> Any:
+        from flownb.render import flow_picture
+
+        return flow_picture(self.session.graph(args.flow))
+
+    def _flow_reset(self, args: argparse.Namespace) -> None:
+        self.session.reset(args.flow)
+        print(f"flow {self.session.flow(args.flow).name!r} has no steps now")
+
+    # -- %%flowsql --------------------------------------------------------------------------------
+
+    @line_cell_magic
+    @_friendly
+    def flowsql(self, line: str, cell: str | None = None) -> Any:
+        """SQL over the store, as a DataFrame: ``%flowsql QUERY`` or a ``%%flowsql`` cell."""
+        import flownb
+
+        prog = "%%flowsql" if cell is not None else "%flowsql"
+        options, query = split_sql_line(line)
+        args = sql_parser(prog).parse(options)
+        if cell is not None:
+            query = (query + "\n" + cell).strip()
+        if not query:
+            raise UsageError(f"{prog} needs a query, e.g. {prog} SELECT * FROM runs")
+        params: dict[str, Any] | None = None
+        if args.param:
+            ns = self.shell.user_ns
+            missing = [n for n in args.param if n not in ns]
+            if missing:
+                raise UsageError(f"--param {missing[0]}: the notebook has no variable {missing[0]!r}")
+            params = {n: _sql_value(ns[n]) for n in args.param}
+        db = args.db or self.session.flow().db
+        return flownb.sql(query, db, params)
+
+
+class RunView:
+    """What ``%flow run`` answers: the live view, and the run as ``.run``."""
+
+    def __init__(self, run: Run | None, view: LiveView | None) -> None:
+        self.run = run
+        self.view = view
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        if self.view is not None:
+            display(self.view.widget)
+        else:
+            print(repr(self))
+
+    def wait(self, timeout: float | None = None) -> Run:
+        if self.run is None:
+            raise FlownbError("this run is not active in this kernel")
+        return self.run.wait(timeout)
+
+    def __repr__(self) -> str:
+        return repr(self.run) if self.run is not None else f"<view of run {self.view.state.run_id if self.view else '?'}>"
+
+
+def _step_options(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "after": names(args.after), "retries": args.retries, "backoff": args.backoff,
+        "retry_delay": args.retry_delay, "max_delay": args.max_delay, "on_failure": args.on_failure,
+        "max_iterations": args.max_iterations, "cache": args.cache,
+    }  # fmt: skip
+    for opt in ("timeout", "when", "foreach", "concurrency", "repeat_until", "fallback"):
+        if getattr(args, opt) is not None:
+            out[opt] = getattr(args, opt)
+    return out
+
+
+def _sql_value(value: Any) -> Any:
+    """DuckDB binds plain values; others travel as JSON text (never pasted into the query)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int | float | bool) for v in value):
+        return list(value)
+    return json.dumps(value, default=str)
+
+
+def _wait_loudly(run: Run) -> None:
+    """Block until the run ends; say how to decide a pending approval instead of hanging silently."""
+    told: set[str] = set()
+    try:
+        while not run.done:
+            try:
+                run.wait(0.5)
+            except TimeoutError:
+                pass
+            for step in run.pending_approvals:
+                if step not in told:
+                    told.add(step)
+                    print(
+                        f"run {run.id} waits for approval of {step!r}. This cell blocks until it is decided, "
+                        f"so the buttons cannot answer now: run `flownb approve {run.id} {step}` in a terminal, "
+                        f"or interrupt the kernel, then `%flow approve {run.id} {step}` (add --reject to reject).",
+                        file=sys.stderr, flush=True,
+                    )  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"stopped waiting; run {run.id} goes on in the background (%flow status {run.id})")
+        time.sleep(0)
+
+
+def _one_line(run: Run) -> str:
+    counts: dict[str, int] = {}
+    for status in run.step_status.values():
+        counts[status] = counts.get(status, 0) + 1
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    return f"run {run.id} of flow {run.flow!r}: {run.status} ({parts})"

@@ -1,0 +1,355 @@
+"""The per-kernel state of the notebook layer, and the API the magics call.
+
+One :class:`Session` per IPython shell holds the flows, the ``%%step`` cells
+of each flow, and the runs it follows. The magics only parse arguments and
+call these methods; a script or the CLI can call them too. Running a notebook
+headless, as ``flownb run NB.ipynb`` does::
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from flownb.notebook.session import Session
+
+    shell = InteractiveShell.instance()
+    session = Session.load(shell)            # %load_ext flownb, without a frontend
+    session.execute_notebook("NB.ipynb")     # every code cell in order (defines the steps)
+    run = session.start(params={"source": "x.csv"}, approve=["all"])
+    run.wait()                               # a flownb.Run: .status, .outputs, .error
+
+``execute_notebook`` skips ``%flow run`` lines (the caller starts the run
+itself) and raises :class:`NotebookCellFailed` naming the cell that failed.
+``Session.load`` with ``live=False`` creates no widgets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flownb.engine.runtime import find_active, runtime
+from flownb.errors import FlowDefinitionError, FlownbError
+from flownb.model.flow import Flow
+from flownb.model.kinds import get_kind
+from flownb.notebook.cells import CellDef, CellRegistry
+from flownb.notebook.tracking import Tracker
+from flownb.store.base import Decision, open_store, utcnow
+
+if TYPE_CHECKING:
+    from flownb.engine.execution import RunExecution
+    from flownb.engine.run import Run
+    from flownb.model.flow import Graph
+    from flownb.notebook.view import LiveView
+
+_SKIP_LINE = re.compile(r"^\s*%flow\s+(run|watch|resume|cancel|approve)\b.*$", re.M)
+
+
+class NotebookCellFailed(FlownbError):
+    """A cell of a notebook run headless raised; the message names the cell."""
+
+
+class Session:
+    """Flows, cell steps and followed runs of one IPython shell."""
+
+    _sessions: dict[int, Session] = {}  # noqa: RUF012  (one per shell, keyed by id)
+
+    def __init__(self, shell: Any, *, live: bool = True) -> None:
+        self.shell = shell
+        self.live = live
+        self.flows: dict[str, Flow] = {}
+        self.cells: dict[str, CellRegistry] = {}
+        self.default_flow = default_flow_name(shell)
+        self.cell_id: str | None = None
+        self.runs: dict[str, Run] = {}
+        self.last_run_id: str | None = None
+        self.tracker = Tracker(self._publish)
+        self._auto_approve: list[str] = []
+        rt = runtime()
+        if rt.notebook is None:
+            rt.notebook = notebook_path(shell)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, shell: Any, *, live: bool = True) -> Session:
+        """The shell's session, creating it and registering the magics on first use."""
+        from flownb.notebook import extension
+
+        found = cls._sessions.get(id(shell))
+        if found is None:
+            extension.load(shell, live=live)
+            found = cls._sessions[id(shell)]
+        return found
+
+    def attach(self) -> None:
+        runtime().on_start.append(self._on_start)
+        self._sessions[id(self.shell)] = self
+
+    def detach(self) -> None:
+        hooks = runtime().on_start
+        if self._on_start in hooks:
+            hooks.remove(self._on_start)
+        self._sessions.pop(id(self.shell), None)
+
+    def pre_run_cell(self, info: Any) -> None:
+        """IPython's pre_run_cell event: the id of the cell about to run (the step's origin)."""
+        self.cell_id = getattr(info, "cell_id", None) or None
+
+    # -- flows and definitions --------------------------------------------------------------
+
+    def flow(self, name: str | None = None, *, executor: Any = None) -> Flow:
+        name = name or self.default_flow
+        flow = self.flows.get(name)
+        if flow is None:
+            flow = self.flows[name] = Flow(name, executor=executor)
+            self.cells[name] = CellRegistry(flow, lambda: self.shell.user_ns)
+        elif executor is not None:
+            flow.executor = None if executor == "local" else executor
+        return flow
+
+    def _origin(self, name: str) -> tuple[str, ...]:
+        return ("cell", self.cell_id) if self.cell_id else ("cell", name)
+
+    def define_cell(self, name: str, body: str, *, flow: str | None = None, kind: str = "python",
+                    options: Mapping[str, Any] | None = None, cell_text: str | None = None,
+                    kind_options: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """``%%step NAME``: register a cell as a step (it does not run)."""
+        f = self.flow(flow)
+        options = dict(options or {})
+        if kind == "python":
+            if kind_options:
+                raise FlowDefinitionError(f"step {name!r}: {', '.join(kind_options)} apply to other kinds")
+            text = cell_text if cell_text is not None else f"%%step {name}\n{body}"
+            transformed = self.shell.transform_cell(body) if self.shell is not None else body
+            cell = CellDef(name, transformed, text, self._origin(name), options)
+            self.cells[f.name].define(cell)
+            return
+        merged = dict(kind_options or {})
+        if body.strip():
+            merged.update(body_options(kind, name, body))
+        self.define_step(name, kind=kind, flow=flow, options=options, kind_options=merged)
+
+    def define_step(self, name: str, *, kind: str, flow: str | None = None,
+                    options: Mapping[str, Any] | None = None,
+                    kind_options: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """``%step NAME --kind K``: a step of another kind, with its options."""
+        f = self.flow(flow)
+        registry = self.cells[f.name]
+        registry.forget(name)  # a cell that was python before and is now another kind
+        f.step(name=name, kind=kind, origin=self._origin(name), **dict(options or {}), **dict(kind_options or {}))
+        registry.sync()
+
+    def reset(self, flow: str | None = None) -> None:
+        f = self.flow(flow)
+        f.clear()
+        self.cells[f.name].cells.clear()
+
+    def graph(self, flow: str | None = None) -> Graph:
+        f = self.flow(flow)
+        self.cells[f.name].sync()
+        return f.graph()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start(self, flow: str | None = None, *, params: Mapping[str, Any] | None = None,
+              approve: Iterable[str] = (), executor: Any = None, timeout: float | None = None) -> Run:  # fmt: skip
+        """Start a run of the flow (after re-registering its cell steps) and return at once."""
+        f = self.flow(flow, executor=executor)
+        self.cells[f.name].sync()
+        self._auto_approve = list(approve)
+        try:
+            run = f.run(dict(params or {}), timeout=timeout)
+        finally:
+            self._auto_approve = []
+        return self._remember(run)
+
+    def resume(self, run_id: str | None = None, flow: str | None = None) -> Run:
+        f = self.flow(flow)
+        self.cells[f.name].sync()
+        if run_id is None:
+            run_id = self.resumable(f)
+        return self._remember(f.resume(run_id))
+
+    def resumable(self, f: Flow) -> str:
+        df = open_store(f.db).query(
+            "SELECT run_id, status FROM runs WHERE flow = ? AND parent_run_id IS NULL ORDER BY started_at DESC LIMIT 1",
+            [f.name],
+        )
+        if df.empty:
+            raise FlownbError(f"flow {f.name!r} has no runs to resume; start one with %flow run")
+        run_id, status = str(df.iloc[0]["run_id"]), str(df.iloc[0]["status"])
+        if status == "succeeded":
+            raise FlownbError(f"the last run of flow {f.name!r}, {run_id}, succeeded; there is nothing to resume")
+        return run_id
+
+    def _remember(self, run: Run) -> Run:
+        self.runs[run.id] = run
+        self.last_run_id = run.id
+        return run
+
+    def run_handle(self, run_id: str | None) -> Run | None:
+        """The handle of a run active in this process (a prefix is enough)."""
+        run_id = run_id or self.last_run_id
+        if run_id is None:
+            return None
+        for rid, run in self.runs.items():
+            if rid.startswith(run_id) and not run.done:
+                return run
+        ex = find_active(run_id)
+        if ex is None:
+            return None
+        from flownb.engine.run import Run
+
+        return Run(ex, runtime())
+
+    def decide(self, run_id: str, step: str, decision: str, *, comment: str | None = None,
+               by: str | None = None, via: str = "magic", flow: str | None = None) -> str:  # fmt: skip
+        """Approve or reject a waiting step; returns where the decision went."""
+        run = self.run_handle(run_id)
+        if run is not None:
+            (run.approve if decision == "approved" else run.reject)(step, comment, by, via=via)
+            return f"{decision} {step!r} of run {run.id}"
+        store = open_store(self.flow(flow).db)
+        full = _full_run_id(store, run_id)
+        from flownb.engine.run import _user
+
+        store.post_decision(Decision(full, step, decision, by or _user(), comment, via, utcnow()))
+        return f"{decision} {step!r} of run {full} (posted for the process that runs it)"
+
+    def _on_start(self, ex: RunExecution) -> None:
+        self.tracker.on_start(ex)
+        wanted = self._auto_approve
+        if wanted and ex.depth == 0:
+            self.tracker.decisions.setdefault(ex.run_id, []).append(_auto_decider(ex, wanted))
+
+    def _publish(self, ex: RunExecution, name: str, value: Any) -> None:
+        """A notebook-defined step succeeded: its outputs become notebook variables."""
+        spec = ex.graph.specs.get(name)
+        if spec is None or spec.origin[:1] != ("cell",) or self.shell is None:
+            return
+        ns = self.shell.user_ns
+        info = getattr(spec.fn, "__flownb_cell__", None)
+        if info is None or info.bare:
+            ns[name] = value
+        elif info.foreach and isinstance(value, list):
+            for var in info.outputs:
+                ns[var] = [v.get(var) if isinstance(v, Mapping) else None for v in value]
+        elif isinstance(value, Mapping):
+            ns.update({k: v for k, v in value.items() if k in info.outputs})
+
+    # -- views --------------------------------------------------------------------------------
+
+    def view(self, run_id: str, flow: str | None = None) -> LiveView:
+        """A live view of any run: started here, active here, or replayed from the store."""
+        from flownb.notebook.view import LiveView
+
+        store = open_store(self.flow(flow).db)
+        full = _full_run_id(store, run_id)
+        graph = self._graph_for(store, full, flow)
+        state = self.tracker.follow(store, full, graph.flow, list(graph.specs))
+        view = LiveView(state, graph, lambda step, decision, comment: self._click(view, step, decision, comment))
+        self.tracker.subscribe(full, view.poke)
+        view.poke()
+        return view
+
+    def _click(self, view: LiveView, step: str, decision: str, comment: str | None) -> None:
+        try:
+            self.decide(view.state.run_id, step, decision, comment=comment, via="widget", flow=view.state.flow)
+        except FlownbError as exc:
+            view.state.card_error(step, str(exc))
+            view.poke()
+
+    def _graph_for(self, store: Any, run_id: str, flow: str | None) -> Graph:
+        ex = find_active(run_id)
+        if ex is not None:
+            return ex.graph
+        events = store.run_events(run_id)
+        name = next((e.payload.get("flow") for e in events if e.event == "run_started"), None) or "?"
+        if name in self.flows:
+            try:
+                return self.graph(name)
+            except FlownbError:
+                pass
+        return graph_from_events(name, events)
+
+    def display_target(self, run_id: str, step: str) -> Any:
+        return self.tracker.states.get(run_id)
+
+    # -- headless -------------------------------------------------------------------------------
+
+    def execute_notebook(self, path: str | os.PathLike[str]) -> None:
+        """Run a notebook's code cells in order, except the lines that start or steer runs."""
+        import nbformat
+
+        nb = nbformat.read(os.fspath(path), as_version=4)
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            source = _SKIP_LINE.sub("", cell.source)
+            self.cell_id = cell.get("id")
+            result = self.shell.run_cell(source, store_history=False)
+            if not result.success:
+                err = result.error_in_exec or result.error_before_exec
+                raise NotebookCellFailed(f"cell {index + 1} of {path} failed: {type(err).__name__}: {err}")
+
+
+def default_flow_name(shell: Any) -> str:
+    path = notebook_path(shell)
+    if not path:
+        return "notebook"
+    stem = re.sub(r"\W", "_", Path(path).stem).strip("_")
+    return stem or "notebook"
+
+
+def notebook_path(shell: Any) -> str | None:
+    """The notebook's path: JupyterLab/Notebook 7 set JPY_SESSION_NAME, VS Code a variable."""
+    ns = getattr(shell, "user_ns", None) or {}
+    return ns.get("__vsc_ipynb_file__") or os.environ.get("JPY_SESSION_NAME") or None
+
+
+def body_options(kind: str, step: str, body: str) -> dict[str, Any]:
+    """The options a cell body gives a step of another kind (its main option)."""
+    if kind == "http":
+        from flownb.steps.http import parse_http_request
+
+        try:
+            return parse_http_request(body)
+        except ValueError as exc:
+            raise FlowDefinitionError(f"step {step!r}: {exc}") from None
+    main = get_kind(kind, step=step).main_option
+    if main is None:
+        raise FlowDefinitionError(f"step {step!r}: a {kind} step takes no cell body; use %step {step} --kind {kind}")
+    return {main: body.strip("\n") if kind == "shell" else body.strip()}
+
+
+def graph_from_events(flow: str, events: list[Any]) -> Graph:
+    """A graph without edges, for a run whose flow this kernel does not define."""
+    from flownb.model.flow import Graph
+    from flownb.model.spec import StepSpec
+
+    specs: dict[str, StepSpec] = {}
+    for e in events:
+        if e.step and e.event.startswith("step_"):
+            base = e.step.split("[", 1)[0]
+            specs.setdefault(base, StepSpec(base, e.payload.get("kind", "python"), None, (), frozenset(), {}))
+    return Graph(flow, specs)
+
+
+def _full_run_id(store: Any, run_id: str) -> str:
+    from flownb.engine.resume import read_run
+
+    return str(read_run(store, run_id)[0].run_id)
+
+
+def _auto_decider(ex: RunExecution, wanted: list[str]) -> Any:
+    """Approve the listed gates as soon as they wait (``--approve STEP|all``)."""
+
+    def on_event(e: Any) -> None:
+        if e.event == "step_waiting" and e.step and ("all" in wanted or e.step in wanted):
+            from flownb.engine.run import _user
+
+            d = Decision(ex.run_id, e.step, "approved", _user(), "approved at start (--approve)", "auto", utcnow())
+            # the gate's future exists once request_approval yields: decide on the next turn
+            ex.runtime.loop.call_soon(lambda: ex.decide(d) if e.step in ex.pending_approvals() else None)
+
+    return on_event

@@ -1,0 +1,187 @@
+"""The DuckDB store: codecs, tables users query, locks between processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import flownb
+from flownb.store import codecs
+from flownb.store.base import forget_store, open_store
+from flownb.store.duckdb_store import DuckDBStore
+
+
+class Opaque:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and other.x == self.x
+
+    def __hash__(self) -> int:
+        return self.x
+
+
+@pytest.mark.parametrize(
+    ("value", "codec"),
+    [
+        ({"a": [1, 2.5, None, True, "x"]}, "json"),
+        ((1, 2), "pickle"),  # JSON would turn the tuple into a list
+        (float("nan"), "pickle"),
+        ({1: "int key"}, "pickle"),
+        (Opaque(3), "pickle"),
+        (pa.table({"x": [1, 2]}), "arrow"),
+    ],
+)
+def test_codecs_round_trip_exactly(value: object, codec: str) -> None:
+    encoded = codecs.encode(value)
+    assert encoded.codec == codec
+    back = codecs.decode(encoded.codec, inline=encoded.inline, blob=encoded.blob, table=encoded.table)
+    if isinstance(value, float):
+        assert back != back  # NaN
+    else:
+        assert back == value
+
+
+def test_unstorable_output_fails_the_step_clearly_and_the_engine_goes_on(db: str) -> None:
+    flow = flownb.Flow("unstorable", db=db, max_concurrency=2)
+
+    @flow.step(on_failure="continue")
+    def lock() -> object:
+        return threading.Lock()
+
+    @flow.step
+    def fine() -> int:
+        return 1
+
+    run = flow.run().wait(60)
+    assert run.outputs["fine"] == 1
+    row = run.steps.set_index("step").loc["lock"]
+    assert row["status"] == "failed" and row["error_type"] == "OutputNotStorable"
+    assert "'lock'" in row["error"] and "cannot be stored" in row["error"]
+
+
+def test_dataframes_become_real_tables_and_large_values_survive_resume(db: str, tmp_path: Path) -> None:
+    flow = flownb.Flow("tables", db=db)
+    big = list(range(50_000))  # beyond the inline limit: kept in _values
+
+    @flow.step
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame({"user_id": [1, 2, 3], "amount": [9.5, 3.0, 1.25]})
+
+    @flow.step
+    def numbers() -> list[int]:
+        return big
+
+    @flow.step
+    def boom(frame: pd.DataFrame, numbers: list[int]) -> None:
+        raise RuntimeError("stop here")
+
+    run = flow.run().wait(60)
+    out = flownb.sql("SELECT name, codec, table_name FROM outputs WHERE run_id = ? ORDER BY name", db=db, params=[run.id])
+    assert list(out["codec"]) == ["arrow:pandas", "json"]
+    table = out["table_name"][0]
+    total = flownb.sql(f'SELECT sum(amount) AS s FROM "{table}"', db=db)
+    assert total["s"][0] == 13.75
+
+    seen: dict[str, object] = {}
+    flow.remove("boom")
+
+    @flow.step
+    def boom(frame: pd.DataFrame, numbers: list[int]) -> None:  # noqa: F811  (the fixed step)
+        seen["frame"], seen["numbers"] = frame, numbers
+
+    assert flow.resume(run.id).wait(60).status == "succeeded"
+    pd.testing.assert_frame_equal(seen["frame"], run.outputs["frame"])  # type: ignore[arg-type]
+    assert seen["numbers"] == big
+
+
+def test_every_table_name_of_the_contract_answers_sql(db: str) -> None:
+    flow = flownb.Flow("contract", db=db)
+    flow.step(lambda: 1, name="one")
+    flow.run().wait(60)
+    columns = {
+        "runs": "run_id, flow, status, params, started_at, ended_at, duration_ms, error, host, pid, notebook, flow_hash, parent_run_id",
+        "steps": "run_id, step, attempt, kind, status, level, started_at, ended_at, duration_ms, error_type, error, "
+        "traceback, input_hash, output_hash, cached, stdout, stderr, tokens_in, tokens_out, cost_usd",
+        "events": "run_id, seq, ts, step, event, payload",
+        "approvals": "run_id, step, requested_at, decided_at, decision, decided_by, comment, via",
+        "outputs": "run_id, step, name, codec, size_bytes, hash",
+    }
+    for table, cols in columns.items():
+        flownb.sql(f"SELECT {cols} FROM {table}", db=db)
+    history = flownb.history(db=db)
+    assert list(history["status"]) == ["succeeded"]
+
+
+def test_bad_sql_is_a_flownb_error_naming_the_store(db: str) -> None:
+    flownb.Flow("x", db=db).step(lambda: 1, name="one")
+    with pytest.raises(flownb.FlownbError, match="store .*store.duckdb"):
+        flownb.sql("SELECT nope FROM steps", db=db)
+
+
+def test_the_connection_is_released_when_idle(db: str) -> None:
+    store = open_store(db)
+    assert isinstance(store, DuckDBStore)
+    store.flush()
+    done = threading.Event()
+    for _ in range(200):
+        if store._con is None:  # released after idle_release
+            done.set()
+            break
+        threading.Event().wait(0.05)
+    assert done.is_set()
+    duckdb.connect(db).close()  # another connection may now open the file
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+    """
+)
+
+
+def _hold(path: str, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, path, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_a_second_process_gets_store_locked_naming_the_pid(tmp_path: Path) -> None:
+    path = str(tmp_path / "locked.duckdb")
+    holder = _hold(path, 60)
+    try:
+        with pytest.raises(flownb.StoreLocked, match=rf"locked by process {holder.pid}") as info:
+            DuckDBStore(path, lock_timeout=0.5)
+        assert info.value.pid == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_second_process_waits_its_turn(tmp_path: Path) -> None:
+    path = str(tmp_path / "turns.duckdb")
+    holder = _hold(path, 1.0)
+    try:
+        store = DuckDBStore(path, lock_timeout=60)  # waits for the holder to let go
+        flow = flownb.Flow("turns", db=store)  # type: ignore[arg-type]
+        flow.step(lambda: 1, name="one")
+        assert flow.run().wait(60).status == "succeeded"
+        forget_store(store)
+    finally:
+        holder.wait(60)
+        holder.stdout.close()  # type: ignore[union-attr]
+    assert holder.returncode == 0

@@ -97,7 +97,8 @@ class RunExecution:
         try:
             async with self.runtime.run_slot(self.flow, self):
                 self._set_status("running")
-                self.recorder.commit()
+                # the run exists in the store before any of its steps can have effects
+                await asyncio.wrap_future(self.recorder.commit())
                 async with asyncio.timeout(self.timeout):
                     await self._schedule()
         except TimeoutError:

@@ -280,19 +280,21 @@ class DaskExecutor:
             fn, kwargs = remote(kwargs), {}
         key = f"{ctx.step}-{ctx.run_id}-{ctx.attempt}-{uuid.uuid4().hex[:8]}"
         future = client.submit(_run_task, fn, kwargs, key=key, pure=False, retries=0)
-        # wait on the client's own loop thread; this loop only awaits the bridge
-        bridge = asyncio.run_coroutine_threadsafe(
-            client.gather(future, asynchronous=True), client.loop.asyncio_loop
-        )
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        # called on Dask's callback thread when the task ends (done, erred or cancelled)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, finished))
         try:
-            done: _Done = await asyncio.wrap_future(bridge)
-        except asyncio.CancelledError:
-            bridge.cancel()
-            # fire and forget: the cancel must not wait on the cluster (it may be the one hanging)
-            asyncio.run_coroutine_threadsafe(
-                client.cancel([future], asynchronous=True, reason="flownb: attempt cancelled or timed out"),
-                client.loop.asyncio_loop,
+            await finished
+            # Fetch the value (or the worker's exception) on the client's loop. Shielded: a
+            # cancel here abandons the fetch instead of cancelling distributed's gather, which
+            # would leave its inner tasks failing unobserved ("Task exception was never retrieved").
+            bridge = asyncio.run_coroutine_threadsafe(
+                client.gather(future, asynchronous=True), client.loop.asyncio_loop
             )
+            done: _Done = await asyncio.shield(asyncio.wrap_future(bridge))
+        except asyncio.CancelledError:
+            _cancel(client, future)
             raise
         except BaseException as exc:
             output = exc.__dict__.pop(_ERRATTR, None) if hasattr(exc, "__dict__") else None
@@ -301,6 +303,20 @@ class DaskExecutor:
             raise
         _write(ctx, done.output)
         return done.value
+
+
+def _settle(finished: asyncio.Future[None]) -> None:
+    if not finished.done():  # the attempt may have been cancelled meanwhile
+        finished.set_result(None)
+
+
+def _cancel(client: Any, future: Any) -> None:
+    """Ask the scheduler to drop the task; never waits (the cluster may be what hangs)."""
+    with contextlib.suppress(Exception):  # a closed client has nothing left to cancel
+        asyncio.run_coroutine_threadsafe(
+            client.cancel([future], asynchronous=True, reason="flownb: attempt cancelled or timed out"),
+            client.loop.asyncio_loop,
+        )
 
 
 def _write(ctx: StepContext, output: _Output) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flownb.engine import capture
+from flownb.notebook import streams
 from flownb.notebook.session import Session
 
 
@@ -26,7 +27,7 @@ def load(ipython: Any, *, live: bool = True) -> Session:
     ipython.register_magics(FlowMagics(ipython, session))
     ipython.events.register("pre_run_cell", session.pre_run_cell)
     _route_display(ipython, session)
-    capture.install()  # before the first run, so the kernel's streams are wrapped once
+    streams.install()  # before the engine wraps them with its plain proxy (see streams.py)
     return session
 
 

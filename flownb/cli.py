@@ -1,0 +1,204 @@
+"""The ``flownb`` command: run notebooks and flows headless, inspect and decide runs.
+
+Exit status: 0 when the run succeeded (or the command did what it was asked),
+1 when a run failed, 2 for bad input (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flownb.errors import FlownbError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.db:
+        os.environ["FLOWNB_DB"] = args.db
+    try:
+        return int(args.handler(args))
+    except (UsageError, FlownbError) as exc:
+        print(f"flownb: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("flownb: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="the store file (default: FLOWNB_DB or .flownb/flownb.duckdb)")
+    p = argparse.ArgumentParser(prog="flownb", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run a notebook's flow, or FILE.py:FLOW, headless")
+    run.add_argument("target", help="NOTEBOOK.ipynb, or FILE.py:NAME for a Flow defined in a Python file")
+    run.add_argument("--param", action="append", default=[], metavar="K=V", help="a run parameter (repeatable)")
+    run.add_argument("--approve", action="append", default=[], metavar="STEP|all", help="approve these gates at once")
+    run.add_argument("--flow", help="which flow of the notebook (default: its only or default flow)")
+    run.add_argument("--executor", help="local (default), dask, or a Dask scheduler address")
+    run.add_argument("--timeout", type=float, help="fail the run after this many seconds")
+    run.set_defaults(handler=_cmd_run)
+
+    history = sub.add_parser("history", parents=[common], help="the latest runs")
+    history.add_argument("--limit", type=int, default=20)
+    history.set_defaults(handler=_cmd_history)
+
+    show = sub.add_parser("show", parents=[common], help="a run's steps, statuses, durations and errors")
+    show.add_argument("run")
+    show.add_argument("--svg", metavar="FILE", help="also write the run's picture as SVG")
+    show.set_defaults(handler=_cmd_show)
+
+    approve = sub.add_parser("approve", parents=[common], help="approve (or --reject) a waiting gate")
+    approve.add_argument("run")
+    approve.add_argument("step")
+    approve.add_argument("--reject", action="store_true")
+    approve.add_argument("--comment")
+    approve.add_argument("--by", help="who decides (default: the user name)")
+    approve.set_defaults(handler=_cmd_approve)
+
+    resume = sub.add_parser("resume", parents=[common], help="finish an interrupted or failed run")
+    resume.add_argument("run")
+    resume.add_argument("--target", help="the notebook or FILE.py:NAME (default: the one the run recorded)")
+    resume.add_argument("--approve", action="append", default=[], metavar="STEP|all")
+    resume.set_defaults(handler=_cmd_resume)
+
+    sql = sub.add_parser("sql", parents=[common], help="SQL over the store's tables")
+    sql.add_argument("query")
+    fmt = sql.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true")
+    fmt.add_argument("--json", action="store_true")
+    sql.set_defaults(handler=_cmd_sql)
+    return p
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flownb.cli_progress import follow
+    from flownb.cli_targets import load_target, parse_params
+
+    params = parse_params(args.param)
+    target = load_target(args.target, flow_name=args.flow, executor=args.executor)
+    run = target.start(params, approve=args.approve, timeout=args.timeout)
+    return follow(run, approve=args.approve)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from flownb.cli_progress import follow
+    from flownb.cli_targets import load_target, recorded_target
+
+    from flownb.store import open_store
+
+    store = open_store(None)
+    where, flow_name = recorded_target(store, args.run)
+    target = load_target(args.target or where, flow_name=flow_name, executor=None)
+    run = target.resume(args.run, approve=args.approve)
+    return follow(run, approve=args.approve)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    import flownb
+
+    df = flownb.history(limit=args.limit)
+    _print_table(df, "no runs yet")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from flownb.cli_targets import full_run_id
+    from flownb.store import open_store
+
+    store = open_store(None)
+    run_id = full_run_id(store, args.run)
+    store.flush()
+    runs = store.query("SELECT run_id, flow, status, started_at, duration_ms, error FROM runs WHERE run_id = ?", [run_id])
+    _print_table(runs, "")
+    steps = store.query(
+        "SELECT step, attempt, kind, status, level, duration_ms, error_type, error, reason FROM steps "
+        "WHERE run_id = ? ORDER BY level, step, attempt",
+        [run_id],
+    )
+    _print_table(steps, "no steps recorded")
+    if args.svg:
+        from flownb.render import run_svg
+
+        with open(args.svg, "w") as f:
+            f.write(run_svg(store, run_id))
+        print(f"wrote {args.svg}")
+    return 0
+
+
+def _cmd_approve(args: argparse.Namespace) -> int:
+    import getpass
+
+    from flownb.cli_targets import full_run_id
+    from flownb.store import Decision, open_store
+    from flownb.store.base import utcnow
+
+    store = open_store(None)
+    run_id = full_run_id(store, args.run)
+    gate = store.query("SELECT decision FROM approvals WHERE run_id = ? AND step = ?", [run_id, args.step])
+    if gate.empty:
+        waiting = store.query("SELECT step FROM approvals WHERE run_id = ? AND decision IS NULL", [run_id])
+        names = ", ".join(waiting["step"]) or "none"
+        raise UsageError(f"run {run_id} has no approval {args.step!r} (waiting: {names})")
+    if gate["decision"].notna().iloc[0]:
+        raise UsageError(f"approval {args.step!r} of run {run_id} was already decided: {gate['decision'].iloc[0]}")
+    decision = "rejected" if args.reject else "approved"
+    store.post_decision(Decision(run_id, args.step, decision, args.by or getpass.getuser(), args.comment, "cli", utcnow()))
+    print(f"{decision} {args.step} of run {run_id}")
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    import flownb
+
+    df = flownb.sql(args.query)
+    if args.csv:
+        df.to_csv(sys.stdout, index=False)
+    elif args.json:
+        print(df.to_json(orient="records", date_format="iso"))
+    else:
+        _print_table(df, "(no rows)")
+    return 0
+
+
+def _print_table(df: Any, empty: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if df.empty:
+        if empty:
+            print(empty)
+        return
+    table = Table(show_lines=False)
+    for col in df.columns:
+        table.add_column(str(col))
+    for row in df.itertuples(index=False):
+        table.add_row(*("" if _missing(v) else str(v) for v in row))
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(value != value) or value is None  # NaN and None print as blanks
+    except (TypeError, ValueError):
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

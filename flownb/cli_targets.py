@@ -1,0 +1,135 @@
+"""What ``flownb run`` runs: a notebook's ``%%step`` cells, or a Flow in a Python file."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flownb.engine.run import Run
+from flownb.engine.runtime import runtime
+from flownb.errors import FlownbError
+from flownb.model.flow import Flow
+from flownb.store.base import Store
+
+
+class TargetError(FlownbError):
+    """The notebook or file to run cannot be used; the message says why."""
+
+
+def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
+    """``k=v`` pairs; values typed as int, float, bool or JSON when they parse, else strings."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise TargetError(f"--param {pair!r} is not of the form key=value")
+        params[key.strip()] = typed(raw)
+    return params
+
+
+def typed(raw: str) -> Any:
+    low = raw.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for convert in (int, float):
+        try:
+            return convert(raw)
+        except ValueError:
+            pass
+    if raw[:1] in "[{\"":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    return raw
+
+
+@dataclass
+class Target:
+    """A loaded notebook session or Python flow, ready to start or resume."""
+
+    where: str
+    flow: Flow
+    session: Any = None
+
+    def start(self, params: Mapping[str, Any], *, approve: Iterable[str], timeout: float | None) -> Run:
+        if self.session is not None:
+            return self.session.start(self.flow.name, params=dict(params), timeout=timeout)  # type: ignore[no-any-return]
+        return self.flow.run(dict(params), timeout=timeout)
+
+    def resume(self, run_id: str, *, approve: Iterable[str]) -> Run:
+        if self.session is not None:
+            return self.session.resume(run_id, flow=self.flow.name)  # type: ignore[no-any-return]
+        return self.flow.resume(run_id)
+
+
+def load_target(target: str, *, flow_name: str | None, executor: str | None) -> Target:
+    rt = runtime()
+    if target.endswith(".ipynb"):
+        path = Path(target)
+        if not path.is_file():
+            raise TargetError(f"no notebook {target}")
+        rt.notebook = str(path.resolve())
+        return _notebook(path, flow_name, executor)
+    file, sep, name = target.partition(":")
+    if not sep or not file.endswith(".py"):
+        raise TargetError(f"{target!r} is neither NOTEBOOK.ipynb nor FILE.py:FLOW")
+    if not Path(file).is_file():
+        raise TargetError(f"no file {file}")
+    rt.notebook = f"{Path(file).resolve()}:{name}"
+    try:
+        namespace = runpy.run_path(file, run_name="__flownb__")
+    except FlownbError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (the user's file failed: say where, briefly)
+        raise TargetError(f"{file} failed to load: {type(exc).__name__}: {exc}") from None
+    flow = namespace.get(name)
+    if not isinstance(flow, Flow):
+        raise TargetError(f"{file} defines no Flow named {name!r}")
+    if executor:
+        flow.executor = executor
+    return Target(target, flow)
+
+
+def _notebook(path: Path, flow_name: str | None, executor: str | None) -> Target:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from flownb.notebook.session import Session
+
+    shell = InteractiveShell.instance()
+    session = Session.load(shell, live=False)
+    session.execute_notebook(path)
+    names = [n for n, f in session.flows.items() if f.steps]
+    if not names:
+        raise TargetError(f"{path} defines no steps (no %%step cells or @flow.step functions)")
+    name = flow_name or (names[0] if len(names) == 1 else session.default_flow)
+    if name not in session.flows:
+        raise TargetError(f"{path} has no flow {name!r}; it has {', '.join(names)}")
+    flow = session.flow(name, executor=executor) if executor else session.flows[name]
+    return Target(str(path), flow, session)
+
+
+def recorded_target(store: Store, run_id: str) -> tuple[str, str]:
+    """Where a run's flow was defined (the notebook or FILE.py:NAME), and its name."""
+    full = full_run_id(store, run_id)
+    df = store.query("SELECT notebook, flow FROM runs WHERE run_id = ?", [full])
+    where = df["notebook"].iloc[0]
+    if not isinstance(where, str) or not where:
+        raise TargetError(f"run {full} recorded no notebook or file; pass --target NOTEBOOK.ipynb or FILE.py:FLOW")
+    return where, str(df["flow"].iloc[0])
+
+
+def full_run_id(store: Store, run_id: str) -> str:
+    store.flush()
+    found = store.run_ids_like(run_id)
+    if run_id in found:
+        return run_id
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise TargetError(f"no run {run_id!r} in {store.path}; see flownb history")
+    raise TargetError(f"{run_id!r} matches several runs: {', '.join(found[:5])}; give more of the id")

@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (UsageError, FlownbError) as exc:
-        print(f"flownb: {exc}", file=sys.stderr)
+        one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"flownb: {one_line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("flownb: interrupted", file=sys.stderr)

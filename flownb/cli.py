@@ -101,7 +101,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from flownb.cli_progress import follow
     from flownb.cli_targets import load_target, recorded_target
-
     from flownb.store import open_store
 
     store = open_store(None)
@@ -126,7 +125,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
     store = open_store(None)
     run_id = full_run_id(store, args.run)
     store.flush()
-    runs = store.query("SELECT run_id, flow, status, started_at, duration_ms, error FROM runs WHERE run_id = ?", [run_id])
+    runs = store.query(
+        "SELECT run_id, flow, status, started_at, duration_ms, error FROM runs WHERE run_id = ?", [run_id]
+    )
     _print_table(runs, "")
     steps = store.query(
         "SELECT step, attempt, kind, status, level, duration_ms, error_type, error, reason FROM steps "
@@ -160,7 +161,9 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     if gate["decision"].notna().iloc[0]:
         raise UsageError(f"approval {args.step!r} of run {run_id} was already decided: {gate['decision'].iloc[0]}")
     decision = "rejected" if args.reject else "approved"
-    store.post_decision(Decision(run_id, args.step, decision, args.by or getpass.getuser(), args.comment, "cli", utcnow()))
+    store.post_decision(
+        Decision(run_id, args.step, decision, args.by or getpass.getuser(), args.comment, "cli", utcnow())
+    )
     print(f"{decision} {args.step} of run {run_id}")
     return 0
 
@@ -196,7 +199,7 @@ def _print_table(df: Any, empty: str) -> None:
 
 def _missing(value: Any) -> bool:
     try:
-        return bool(value != value) or value is None  # NaN and None print as blanks
+        return value is None or bool(value != value)  # noqa: PLR0124  (NaN is the value unequal to itself)
     except (TypeError, ValueError):
         return False
 

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def sql(query: str, db: str | os.PathLike[str] | Store | None = None, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+def sql(
+    query: str, db: str | os.PathLike[str] | Store | None = None, params: list[Any] | dict[str, Any] | None = None
+) -> pd.DataFrame:
     """Run SQL over the store's tables and views; values only as ``?`` parameters.
 
     >>> flownb.sql("SELECT step, count(*) FROM steps GROUP BY step")  # doctest: +SKIP

@@ -13,6 +13,7 @@ Guarantees kept here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -27,7 +28,11 @@ from flownb.engine.context import StepContext
 from flownb.engine.recorder import Recorder
 from flownb.engine.stepper import Outcome, format_error, run_step
 from flownb.errors import (
-    FlownbError, RunCancelled, RunFailed, StepFailed, StepTimeout,
+    FlownbError,
+    RunCancelled,
+    RunFailed,
+    StepFailed,
+    StepTimeout,
 )  # fmt: skip
 from flownb.executors import resolve_executor
 from flownb.model.hashing import digest
@@ -123,12 +128,13 @@ class RunExecution:
                 "run_started", flow=self.flow.name, status="pending", params=_jsonable(self.params),
                 host=socket.gethostname(), pid=os.getpid(), notebook=self.runtime.notebook,
                 flow_hash=self.graph.hash, parent_run_id=self.parent_run_id,
+                steps={n: {"kind": s.kind, "deps": sorted(s.deps)} for n, s in self.graph.specs.items()},
             )  # fmt: skip
         else:
             r.emit("run_status", status="pending", resumed=True, pid=os.getpid(), host=socket.gethostname())
             for name in self.outputs:
                 if name in self.step_status:
-                    self.step_status[name] = self.restored.statuses.get(name, "succeeded")  # type: ignore[union-attr]
+                    self.step_status[name] = self.restored.statuses.get(name, "succeeded")
             for name, status in self.restored.statuses.items():
                 if name in self.step_status and status == "skipped":
                     self.step_status[name] = "skipped"
@@ -206,9 +212,9 @@ class RunExecution:
             self.step_status[name] = "running"
             task = asyncio.get_running_loop().create_task(run_step(self, name))
             self._step_tasks[name] = task
-            task.add_done_callback(lambda t, n=name, g=gate: self._step_done(n, t, g))
+            task.add_done_callback(functools.partial(self._step_done, name, gate=gate))
 
-    def _step_done(self, name: str, task: asyncio.Task[Outcome], gate: bool) -> None:
+    def _step_done(self, name: str, task: asyncio.Task[Outcome], *, gate: bool) -> None:
         self._step_tasks.pop(name, None)
         if not gate:
             self._running -= 1
@@ -363,7 +369,11 @@ class RunExecution:
         if ctx.recorded_inputs is not None:
             payload["inputs"] = ctx.recorded_inputs
         if encoded is not None:
-            parts = encoded if isinstance(encoded, list) else [(ctx.spec.name if ctx.step == ctx.spec.name else ctx.step, encoded)]
+            parts = (
+                encoded
+                if isinstance(encoded, list)
+                else [(ctx.spec.name if ctx.step == ctx.spec.name else ctx.step, encoded)]
+            )
             hashes = []
             for name, enc in parts:
                 self.recorder.output(ctx.step, name, enc)
@@ -463,7 +473,8 @@ class RunExecution:
             except TimeoutError:
                 raise StepTimeout(
                     f"approval {step!r} of run {self.run_id} got no decision within {timeout:g}s",
-                    step=step, run_id=self.run_id,
+                    step=step,
+                    run_id=self.run_id,
                 ) from None
             finally:
                 self._approvals.pop(step, None)
@@ -529,7 +540,8 @@ class RunExecution:
             raise StepFailed(
                 f"step {ctx.step!r} of run {self.run_id}: sub-flows nest deeper than {MAX_DEPTH} levels; "
                 "a flow may be running itself",
-                step=ctx.step, run_id=self.run_id,
+                step=ctx.step,
+                run_id=self.run_id,
             )
         child = self.runtime.create(flow, params, parent=self)
         self._children.add(child)
@@ -547,7 +559,8 @@ class RunExecution:
         if child.status != "succeeded":
             raise StepFailed(
                 f"step {ctx.step!r} of run {self.run_id}: child run {child.run_id} {child.status}: {child.error}",
-                step=ctx.step, run_id=self.run_id,
+                step=ctx.step,
+                run_id=self.run_id,
             )
         return dict(child.outputs)
 

@@ -89,11 +89,9 @@ def restore(store: Store, graph: Graph, run_id: str) -> Restored:
         out.statuses[step] = finished[step]["status"]
     for item, p in finished.items():
         base = item.split("[", 1)[0]
-        if "[" in item and p.get("status") in SUCCESS and base in graph.specs and base not in stale:
-            if p.get("code_hash") == graph.specs[base].code_hash:
-                key = (item, item)
-                if key in outputs:
-                    out.items[item] = store.load_value(run_id, item, item, outputs[key])
+        restorable = "[" in item and p.get("status") in SUCCESS and base in graph.specs and base not in stale
+        if restorable and p.get("code_hash") == graph.specs[base].code_hash and (item, item) in outputs:
+            out.items[item] = store.load_value(run_id, item, item, outputs[(item, item)])
     return out
 
 

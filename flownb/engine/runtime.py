@@ -54,7 +54,8 @@ class Runtime:
         async def wrapper() -> T:
             return fn()
 
-        return self.submit(wrapper()).result()
+        result: T = self.submit(wrapper()).result()
+        return result
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

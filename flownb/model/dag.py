@@ -47,7 +47,7 @@ def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
             if nxt not in color:
                 continue
             if color[nxt] == grey:
-                return path[path.index(nxt) :] + [nxt]
+                return [*path[path.index(nxt) :], nxt]
             if color[nxt] == white:
                 color[nxt] = grey
                 path.append(nxt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flownb.errors import FlowDefinitionError, TemplateError
 from flownb.model import dag, templates
@@ -35,6 +35,19 @@ class Graph:
         self.levels = dag.levels(self.deps)
         self.dependents = dag.dependents_of(self.deps)
         self.hash = digest(*(f"{n}:{s.code_hash}" for n, s in sorted(specs.items())))
+
+
+def recorded_graph(flow: str, steps: Mapping[str, Any]) -> Graph:
+    """The graph a run recorded when it started (kinds and edges, no code): for
+    pictures of runs whose flow this process does not define."""
+    specs = {
+        name: StepSpec(name, str(info.get("kind", "python")), None, (), frozenset(info.get("deps", ())), {})
+        for name, info in steps.items()
+    }
+    known = set(specs)
+    for spec in specs.values():
+        spec.deps = frozenset(d for d in spec.deps if d in known)
+    return Graph(flow, specs)
 
 
 class Flow:
@@ -84,12 +97,7 @@ class Flow:
 
     # -- definition -------------------------------------------------------
 
-    @overload
-    def step(self, fn: Callable[..., Any], /) -> Callable[..., Any]: ...
-    @overload
-    def step(self, fn: None = None, /, **kwargs: Any) -> Any: ...
-
-    def step(  # noqa: PLR0913  (the contract's options, one keyword each)
+    def step(
         self,
         fn: Callable[..., Any] | None = None,
         /,
@@ -138,22 +146,22 @@ class Flow:
 
     def shell(self, name: str, command: str, **options: Any) -> StepSpec:
         """A shell step: ``command`` is a bash script; template values are quoted."""
-        return self._register(None, _split(name, "shell", options), {"command": command, **_kind_only(options)})
+        return cast(StepSpec, self._register(None, _split(name, "shell", options), {"command": command, **_kind_only(options)}))
 
     def http(self, name: str, url: str, **options: Any) -> StepSpec:
-        return self._register(None, _split(name, "http", options), {"url": url, **_kind_only(options)})
+        return cast(StepSpec, self._register(None, _split(name, "http", options), {"url": url, **_kind_only(options)}))
 
     def agent(self, name: str, prompt: str, **options: Any) -> StepSpec:
-        return self._register(None, _split(name, "agent", options), {"prompt": prompt, **_kind_only(options)})
+        return cast(StepSpec, self._register(None, _split(name, "agent", options), {"prompt": prompt, **_kind_only(options)}))
 
     def wasm(self, name: str, module: str, **options: Any) -> StepSpec:
-        return self._register(None, _split(name, "wasm", options), {"module": module, **_kind_only(options)})
+        return cast(StepSpec, self._register(None, _split(name, "wasm", options), {"module": module, **_kind_only(options)}))
 
     def approval(self, name: str, message: str = "Approve {{ run.flow }}?", **options: Any) -> StepSpec:
-        return self._register(None, _split(name, "approval", options), {"message": message, **_kind_only(options)})
+        return cast(StepSpec, self._register(None, _split(name, "approval", options), {"message": message, **_kind_only(options)}))
 
     def subflow(self, name: str, flow: Flow, **options: Any) -> StepSpec:
-        return self._register(None, _split(name, "subflow", options), {"flow": flow, **_kind_only(options)})
+        return cast(StepSpec, self._register(None, _split(name, "subflow", options), {"flow": flow, **_kind_only(options)}))
 
     def remove(self, name: str) -> None:
         """Forget a step (``%flow reset`` forgets them all)."""

@@ -17,12 +17,23 @@ if TYPE_CHECKING:
 
 
 class StepKind(Protocol):
-    name: str
-    #: the option a notebook cell body fills (``%%step x --kind shell``)
-    main_option: str | None
-    #: options that are required / allowed (beyond the main one)
-    required: tuple[str, ...]
-    optional: Mapping[str, Any]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def main_option(self) -> str | None:
+        """The option a notebook cell body fills (``%%step x --kind shell``)."""
+        ...
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Options that must be given."""
+        ...
+
+    @property
+    def optional(self) -> Mapping[str, Any]:
+        """Options that may be given, with their defaults."""
+        ...
 
     def references(self, options: Mapping[str, Any]) -> set[str]:
         """Names that the kind's templates read (step outputs become dependencies)."""

@@ -117,6 +117,6 @@ def value_references(value: Any) -> set[str]:
 @lru_cache(maxsize=8)
 def _quoting_env(quote: Callable[[Any], str]) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, finalize=lambda v: quote(v)
+        undefined=jinja2.StrictUndefined, autoescape=False, finalize=quote
     )
     return env

@@ -9,9 +9,14 @@ a string join per frame, not a layout.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flownb.render.dot import STATUS_COLORS, dot_source
 from flownb.render.picture import FlowPicture, StepDetail, flow_picture, flow_svg, layout_for
 from flownb.render.svg import render_svg
+
+if TYPE_CHECKING:
+    from flownb.store.base import Store
 
 __all__ = [
     "STATUS_COLORS",
@@ -22,4 +27,28 @@ __all__ = [
     "flow_svg",
     "layout_for",
     "render_svg",
+    "run_svg",
 ]
+
+
+def run_svg(store: Store, run_id: str) -> str:
+    """The picture of a recorded run, colored by its steps' last statuses."""
+    from flownb.engine.resume import read_run
+    from flownb.model.flow import recorded_graph
+
+    events = read_run(store, run_id)
+    started = next(e for e in events if e.event == "run_started")
+    steps = started.payload.get("steps") or {
+        e.step: {"kind": e.payload.get("kind", "python")} for e in events if e.step and "[" not in e.step
+    }
+    graph = recorded_graph(str(started.payload.get("flow", "flow")), steps)
+    statuses: dict[str, str] = {}
+    durations: dict[str, float] = {}
+    attempts: dict[str, int] = {}
+    for e in events:
+        if e.step in graph.specs and e.event in ("step_started", "step_waiting", "step_finished"):
+            statuses[e.step] = str(e.payload.get("status", "pending"))
+            attempts[e.step] = int(e.payload.get("attempt", 0))
+            if "duration_ms" in e.payload:
+                durations[e.step] = float(e.payload["duration_ms"])
+    return flow_svg(graph, statuses, durations=durations, attempts=attempts)

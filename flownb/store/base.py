@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
@@ -140,10 +141,8 @@ def open_store(db: str | os.PathLike[str] | Store | None = None) -> Store:
 def _close_all() -> None:
     """Commit what is queued and close the files before the interpreter goes."""
     for store in list(_STORES.values()):
-        try:
+        with contextlib.suppress(Exception):  # exiting: nothing left to tell
             store.close()
-        except Exception:  # noqa: BLE001,S110  (exiting: nothing left to tell)
-            pass
 
 
 def forget_store(store: Store) -> None:

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import math
-import pickle  # noqa: S403  (only values this process wrote are ever unpickled)
+import pickle
 from dataclasses import dataclass
 from typing import Any
 

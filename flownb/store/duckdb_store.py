@@ -12,7 +12,6 @@ naming the holder's PID.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 import os
 import queue
 import re
@@ -21,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -259,7 +259,8 @@ def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
         for v in values:
             if v.table_name:
                 arrow_value = v.encoded.table  # noqa: F841  (read by name in the SQL)
-                con.execute(f'CREATE OR REPLACE TABLE "{v.table_name}" AS SELECT * FROM arrow_value')
+                # the name is made by the recorder from a run id and a step name (identifiers)
+                con.execute(f'CREATE OR REPLACE TABLE "{v.table_name}" AS SELECT * FROM arrow_value')  # noqa: S608
             else:
                 con.execute(
                     "INSERT INTO _values VALUES (?, ?, ?, ?, ?, ?)",
@@ -306,7 +307,8 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: Any) -> pd.DataFram
         import pandas as pd
 
         return pd.DataFrame()
-    return relation.to_arrow_table().to_pandas()
+    frame: pd.DataFrame = relation.to_arrow_table().to_pandas()
+    return frame
 
 
 def _read_all(result: Any) -> Any:

@@ -111,4 +111,4 @@ SELECT run_id, step, payload->>'name' AS name, payload->>'codec' AS codec,
        payload->>'table' AS table_name
 FROM events WHERE event = 'output'
 QUALIFY row_number() OVER (PARTITION BY run_id, step, payload->>'name' ORDER BY seq DESC) = 1;
-"""
+"""  # noqa: S608  (built from a constant, not user input)

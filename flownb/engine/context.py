@@ -19,14 +19,27 @@ REDACTED = "[redacted]"
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie")
 
 
+def is_secret_name(name: str) -> bool:
+    """A header, parameter or option name that suggests a credential."""
+    low = name.lower()
+    return low in _SECRET_HEADERS or any(w in low for w in ("token", "secret", "key", "auth", "password", "passwd"))
+
+
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Headers safe to record: credentials replaced by ``[redacted]``."""
-    out = {}
-    for k, v in headers.items():
-        low = k.lower()
-        secret = low in _SECRET_HEADERS or any(w in low for w in ("token", "secret", "key", "auth"))
-        out[k] = REDACTED if secret else v
-    return out
+    return {k: REDACTED if is_secret_name(k) else v for k, v in headers.items()}
+
+
+def redact_params(value: Any) -> Any:
+    """Run parameters safe to record: values under secret-looking keys are redacted.
+
+    The run itself gets the real values; only what is written to the store changes.
+    """
+    if isinstance(value, Mapping):
+        return {k: REDACTED if isinstance(k, str) and is_secret_name(k) else redact_params(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_params(v) for v in value]
+    return value
 
 
 @dataclass

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine.capture import StepLog
-from flownb.engine.context import StepContext
+from flownb.engine.context import StepContext, redact_params
 from flownb.engine.recorder import Recorder
 from flownb.engine.stepper import Outcome, format_error, run_step
 from flownb.errors import (
@@ -125,7 +125,7 @@ class RunExecution:
         r = self.recorder
         if self.restored is None:
             r.emit(
-                "run_started", flow=self.flow.name, status="pending", params=_jsonable(self.params),
+                "run_started", flow=self.flow.name, status="pending", params=_jsonable(redact_params(self.params)),
                 host=socket.gethostname(), pid=os.getpid(), notebook=self.runtime.notebook,
                 flow_hash=self.graph.hash, parent_run_id=self.parent_run_id,
                 steps={n: {"kind": s.kind, "deps": sorted(s.deps)} for n, s in self.graph.specs.items()},

@@ -114,7 +114,7 @@ def start_run(flow: Flow, params: dict[str, Any], *, timeout: float | None = Non
     return Run(ex, rt)
 
 
-def resume_run(flow: Flow, run_id: str, *, timeout: float | None = None) -> Run:
+def resume_run(flow: Flow, run_id: str, *, params: dict[str, Any] | None = None, timeout: float | None = None) -> Run:
     from flownb.engine.resume import restore
 
     rt = runtime()
@@ -132,7 +132,7 @@ def resume_run(flow: Flow, run_id: str, *, timeout: float | None = None) -> Run:
             f"run {restored.run_id} is still {restored.status} in another process; "
             "resume it once that process has ended (it then shows as interrupted)"
         )
-    ex = rt.create(flow, restored.params, timeout=timeout, run_id=restored.run_id, restored=restored)
+    ex = rt.create(flow, {**restored.params, **(params or {})}, timeout=timeout, run_id=restored.run_id, restored=restored)
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)
 

@@ -308,11 +308,15 @@ class Flow:
 
         return start_run(self, dict(params or {}), timeout=timeout)
 
-    def resume(self, run_id: str, *, timeout: float | None = None) -> Run:
-        """Finish an interrupted or failed run: committed steps are restored, not re-run."""
+    def resume(self, run_id: str, *, params: Mapping[str, Any] | None = None, timeout: float | None = None) -> Run:
+        """Finish an interrupted or failed run: committed steps are restored, not re-run.
+
+        The run keeps its recorded parameters; ``params`` supplies values again that
+        were redacted when recorded (secret-looking names such as ``token``).
+        """
         from flownb.engine.runtime import resume_run
 
-        return resume_run(self, run_id, timeout=timeout)
+        return resume_run(self, run_id, params=dict(params or {}), timeout=timeout)
 
     def show(self) -> Any:
         """The static graph of the flow, as an SVG object notebooks display."""

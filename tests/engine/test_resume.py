@@ -97,3 +97,20 @@ def test_cache_reuses_an_earlier_output_for_the_same_inputs(db: str, tmp_path: P
     assert second.steps.iloc[0]["status"] == "cached" and bool(second.steps.iloc[0]["cached"])
     assert flow.run(params={"n": 3}).wait(60).outputs["expensive"] == 6
     assert log.read_text().split() == ["ran", "ran"]
+
+
+def test_secret_looking_params_are_redacted_and_can_be_given_again_on_resume(db: str) -> None:
+    flow = flownb.Flow("secrets", db=db)
+    seen: list[str] = []
+
+    @flow.step
+    def use(params: dict[str, str]) -> None:
+        seen.append(params["api_token"])
+        if len(seen) == 1:
+            raise RuntimeError("first time fails")
+
+    first = flow.run(params={"api_token": "s3cret", "region": "eu"}).wait(60)
+    recorded = flownb.sql("SELECT params FROM runs WHERE run_id = ?", db=db, params=[first.id])["params"][0]
+    assert "s3cret" not in recorded and "[redacted]" in recorded and "eu" in recorded
+    assert flow.resume(first.id, params={"api_token": "s3cret"}).wait(60).status == "succeeded"
+    assert seen == ["s3cret", "s3cret"]

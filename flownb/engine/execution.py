@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from flownb.engine.capture import StepLog
 from flownb.engine.context import StepContext, redact_params
+from flownb.engine.gates import Gates
 from flownb.engine.recorder import Recorder
 from flownb.engine.stepper import Outcome, format_error, run_step
 from flownb.errors import (
-    FlownbError,
     RunCancelled,
     RunFailed,
     StepFailed,
-    StepTimeout,
 )  # fmt: skip
 from flownb.executors import resolve_executor
 from flownb.model.hashing import digest
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
     from flownb.engine.runtime import Runtime
     from flownb.model.flow import Flow, Graph
 
-APPROVAL_POLL_SECONDS = 2.0
-HEARTBEAT_SECONDS = 15.0
 MAX_DEPTH = 5
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DONE_STEP = frozenset({"succeeded", "cached", "skipped"})
@@ -79,13 +76,12 @@ class RunExecution:
         self.attempts: dict[str, int] = dict(restored.attempts) if restored else {}
         self.done: Future[None] = Future()
         self.log_listeners: list[Any] = []
-        self._approvals: dict[str, asyncio.Future[Decision]] = {}
-        self._decided: dict[str, Decision] = dict(restored.decisions) if restored else {}
-        self._requested: set[str] = set(restored.requested) if restored else set()
+        self.gates = Gates(
+            self, dict(restored.decisions) if restored else {}, set(restored.requested) if restored else set()
+        )
         self._task: asyncio.Task[None] | None = None
         self._step_tasks: dict[str, asyncio.Task[Outcome]] = {}
         self._children: set[RunExecution] = set()
-        self._poller: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
         self._params_json = json.dumps(_jsonable(params), sort_keys=True)
         self._foreach_t0: dict[str, tuple[datetime, float]] = {}
@@ -151,8 +147,7 @@ class RunExecution:
         for name, st in self.step_status.items():
             if st in ("pending", "running", "retrying", "waiting"):
                 self.step_status[name] = "cancelled"
-        if self._poller is not None:
-            self._poller.cancel()
+        self.gates.stop()
         self.recorder.emit(
             "run_ended", status=status, error=str(self.error) if self.error else None,
             duration_ms=round(seconds * 1000, 3),
@@ -230,7 +225,6 @@ class RunExecution:
         self.step_status[name] = outcome.status
         if outcome.status == "failed":
             spec = self.graph.specs[name]
-            self.error = self.error if self.error else None
             if spec.on_failure == "stop":
                 self.error = outcome.error
                 self._stop()
@@ -448,85 +442,17 @@ class RunExecution:
         )  # fmt: skip
         return Outcome("cached", value[0])
 
-    # -- approvals -------------------------------------------------------------------
+    # -- approvals (see gates.py) ----------------------------------------------------------
 
     async def request_approval(self, ctx: StepContext, message: str, timeout: float | None) -> Decision:
-        step = ctx.step
-        decision = self._decided.get(step)
-        if decision is None:
-            if step not in self._requested:
-                self.recorder.emit("approval_requested", step, message=message)
-                self._requested.add(step)
-            self.recorder.emit(
-                "step_waiting", step, attempt=ctx.attempt, kind="approval", status="waiting",
-                level=self.graph.levels.get(step), message=message,
-            )  # fmt: skip
-            self.step_status[step] = "waiting"
-            future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-            self._approvals[step] = future
-            self._set_status("waiting")
-            await asyncio.wrap_future(self.recorder.commit())
-            if self._poller is None or self._poller.done():
-                self._poller = asyncio.get_running_loop().create_task(self._poll_decisions())
-            try:
-                decision = await asyncio.wait_for(asyncio.shield(future), timeout)
-            except TimeoutError:
-                raise StepTimeout(
-                    f"approval {step!r} of run {self.run_id} got no decision within {timeout:g}s",
-                    step=step,
-                    run_id=self.run_id,
-                ) from None
-            finally:
-                self._approvals.pop(step, None)
-                if not self._approvals and self.status == "waiting":
-                    self._set_status("running")
-            self.step_status[step] = "running"
-        if decision.decision != "approved":
-            from flownb.errors import ApprovalRejected
-
-            who = f" by {decision.decided_by}" if decision.decided_by else ""
-            why = f": {decision.comment}" if decision.comment else ""
-            raise ApprovalRejected(
-                f"approval {step!r} of run {self.run_id} was rejected{who}{why}", step=step, run_id=self.run_id
-            )
-        return decision
+        return await self.gates.request(ctx, message, timeout)
 
     def pending_approvals(self) -> list[str]:
-        return sorted(self._approvals)
+        return self.gates.pending()
 
     def decide(self, decision: Decision, *, record: bool = True) -> None:
         """Deliver a decision (on the engine loop). The first decision wins."""
-        future = self._approvals.get(decision.step)
-        if future is None or future.done():
-            raise FlownbError(
-                f"step {decision.step!r} of run {self.run_id} is not waiting for approval "
-                f"(waiting: {', '.join(self.pending_approvals()) or 'none'})"
-            )
-        self._decided[decision.step] = decision
-        if record:
-            self.recorder.emit(
-                "approval_decided", decision.step, decision=decision.decision,
-                decided_by=decision.decided_by, comment=decision.comment, via=decision.via,
-            )  # fmt: skip
-            self.recorder.commit()
-        future.set_result(decision)
-
-    async def _poll_decisions(self) -> None:
-        """Pick up decisions made by other processes (CLI, another notebook)."""
-        last_beat = 0.0
-        while self._approvals:
-            await asyncio.sleep(APPROVAL_POLL_SECONDS)
-            try:
-                if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                    await asyncio.to_thread(self.store.heartbeat, [self.run_id])
-                    last_beat = time.monotonic()
-                found = await asyncio.to_thread(self.store.decisions, self.run_id)
-            except FlownbError:
-                continue  # the store is busy with another process; ask again later
-            for d in found:
-                waiting = self._approvals.get(d.step)
-                if waiting is not None and not waiting.done():
-                    self.decide(d)
+        self.gates.decide(decision, record=record)
 
     def _set_status(self, status: str) -> None:
         if status != self.status:

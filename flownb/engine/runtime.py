@@ -132,7 +132,9 @@ def resume_run(flow: Flow, run_id: str, *, params: dict[str, Any] | None = None,
             f"run {restored.run_id} is still {restored.status} in another process; "
             "resume it once that process has ended (it then shows as interrupted)"
         )
-    ex = rt.create(flow, {**restored.params, **(params or {})}, timeout=timeout, run_id=restored.run_id, restored=restored)
+    ex = rt.create(
+        flow, {**restored.params, **(params or {})}, timeout=timeout, run_id=restored.run_id, restored=restored
+    )
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)
 

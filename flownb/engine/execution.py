@@ -97,7 +97,7 @@ class RunExecution:
         self._begin()
         try:
             async with self.runtime.run_slot(self.flow, self):
-                self._set_status("running")
+                self.set_status("running")
                 # the run exists in the store before any of its steps can have effects
                 await asyncio.wrap_future(self.recorder.commit())
                 async with asyncio.timeout(self.timeout):
@@ -454,7 +454,7 @@ class RunExecution:
         """Deliver a decision (on the engine loop). The first decision wins."""
         self.gates.decide(decision, record=record)
 
-    def _set_status(self, status: str) -> None:
+    def set_status(self, status: str) -> None:
         if status != self.status:
             self.status = status
             self.recorder.emit("run_status", status=status)

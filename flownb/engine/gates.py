@@ -49,7 +49,7 @@ class Gates:
             self.ex.step_status[step] = "waiting"
             future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
             self._waiting[step] = future
-            self.ex._set_status("waiting")
+            self.ex.set_status("waiting")
             await asyncio.wrap_future(self.ex.recorder.commit())
             if self._poller is None or self._poller.done():
                 self._poller = asyncio.get_running_loop().create_task(self._poll_decisions())
@@ -64,7 +64,7 @@ class Gates:
             finally:
                 self._waiting.pop(step, None)
                 if not self._waiting and self.ex.status == "waiting":
-                    self.ex._set_status("running")
+                    self.ex.set_status("running")
             self.ex.step_status[step] = "running"
         if decision.decision != "approved":
             who = f" by {decision.decided_by}" if decision.decided_by else ""

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flownb.engine import fastpath
 from flownb.engine.capture import StepLog
 from flownb.engine.context import StepContext, redact_params
 from flownb.engine.gates import Gates
@@ -81,6 +82,8 @@ class RunExecution:
         )
         self._task: asyncio.Task[None] | None = None
         self._step_tasks: dict[str, asyncio.Task[Outcome]] = {}
+        #: plain synchronous steps in flight by the fast path (see fastpath.py)
+        self.fast_running: dict[str, StepContext] = {}
         self._children: set[RunExecution] = set()
         self._finished = asyncio.Event()
         self._params_json = json.dumps(_jsonable(params), sort_keys=True)
@@ -205,20 +208,28 @@ class RunExecution:
             if not gate:
                 self._running += 1
             self.step_status[name] = "running"
+            if fastpath.eligible(self, self.graph.specs[name]):
+                fastpath.start(self, name)
+                continue
             task = asyncio.get_running_loop().create_task(run_step(self, name))
             self._step_tasks[name] = task
             task.add_done_callback(functools.partial(self._step_done, name, gate=gate))
 
     def _step_done(self, name: str, task: asyncio.Task[Outcome], *, gate: bool) -> None:
         self._step_tasks.pop(name, None)
-        if not gate:
-            self._running -= 1
         if task.cancelled():
+            if not gate:
+                self._running -= 1
             self.step_status[name] = "cancelled"
             self._close(name)
             return
         exc = task.exception()
-        outcome = Outcome("failed", error=exc) if exc is not None else task.result()
+        self.settle(name, Outcome("failed", error=exc) if exc is not None else task.result(), gate=gate)
+
+    def settle(self, name: str, outcome: Outcome, *, gate: bool = False) -> None:
+        """A step is over: record it and release its dependents (or stop the run)."""
+        if not gate:
+            self._running -= 1
         if outcome.status in ("succeeded", "cached"):
             self._succeed(name, outcome)
             return
@@ -267,16 +278,24 @@ class RunExecution:
     def _close(self, name: str) -> None:
         self._open -= 1
         self._pump()
-        if self._open <= 0 or (self._stopping and not self._step_tasks):
+        if self._open <= 0 or (self._stopping and not self._step_tasks and not self.fast_running):
             self._all_done.set()
 
     def _stop(self) -> None:
         """Fail fast: no new steps; running ones are cancelled."""
         self._stopping = True
+        self._cancel_fast()
         for task in list(self._step_tasks.values()):
             task.cancel()
         if not self._step_tasks:
             self._all_done.set()
+
+    def _cancel_fast(self) -> None:
+        for name in list(self.fast_running):
+            fastpath.cancel(self, name)
+            self._running -= 1
+            self.step_status[name] = "cancelled"
+            self._open -= 1
 
     def _skip_downstream(self, root: str, reason: str) -> None:
         from flownb.model.dag import downstream
@@ -288,6 +307,8 @@ class RunExecution:
                 self._waiting_on.pop(child, None)
 
     async def _cancel_steps(self) -> None:
+        if hasattr(self, "_open"):
+            self._cancel_fast()
         for child in list(self._children):
             child.cancel()
         tasks = list(self._step_tasks.values())

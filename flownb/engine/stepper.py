@@ -66,7 +66,7 @@ async def run_step(ex: RunExecution, name: str) -> Outcome:
     except _AttemptFailed as failed:
         if spec.fallback is not None:
             return await _fallback(ex, spec, scope, failed.error, input_hash)
-        return Outcome("failed", error=_named(ex, spec.name, failed.error))
+        return Outcome("failed", error=named_error(ex, spec.name, failed.error))
     return Outcome("succeeded", value)
 
 
@@ -195,7 +195,7 @@ async def _fallback(
     try:
         value = await _attempts(ex, fb_spec, step, {**scope, "error": error}, input_hash)
     except _AttemptFailed as failed:
-        return Outcome("failed", error=_named(ex, spec.name, failed.error))
+        return Outcome("failed", error=named_error(ex, spec.name, failed.error))
     ex.fallback_used(spec, step, error)
     return Outcome("succeeded", value, reason=f"output from fallback {step!r}")
 
@@ -205,10 +205,10 @@ def _fail(ex: RunExecution, spec: StepSpec, attempt: int, exc: BaseException) ->
         "step_finished", spec.name, attempt=attempt, kind=spec.kind, status="failed",
         level=ex.graph.levels.get(spec.name), error_type=type(exc).__name__, error=str(exc),
     )  # fmt: skip
-    return Outcome("failed", error=_named(ex, spec.name, exc))
+    return Outcome("failed", error=named_error(ex, spec.name, exc))
 
 
-def _named(ex: RunExecution, step: str, exc: BaseException) -> BaseException:
+def named_error(ex: RunExecution, step: str, exc: BaseException) -> BaseException:
     """The error a run reports: a FlownbError names step and run; others are wrapped."""
     if isinstance(exc, StepFailed):
         exc.step = exc.step or step

@@ -43,14 +43,28 @@ class LocalExecutor:
         future: asyncio.Future[Any] = loop.create_future()
         context = contextvars.copy_context()
         context.run(CURRENT_LOG.set, ctx.log)
+        self._claim_worker()
+        self._jobs.put((loop, future, context, fn, kwargs))
+        return await future
+
+    def submit(self, fn: Any, kwargs: dict[str, Any], log: Any, callback: Any) -> None:
+        """Run ``fn(**kwargs)`` and call ``callback(result, error)`` on the calling loop.
+
+        The engine's fast path uses this instead of :meth:`call`: no future per step.
+        """
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        context.run(CURRENT_LOG.set, log)
+        self._claim_worker()
+        self._jobs.put((loop, callback, context, fn, kwargs))
+
+    def _claim_worker(self) -> None:
         with self._lock:
             if self._idle == 0 and self._workers < self.max_workers:
                 self._workers += 1
                 threading.Thread(target=self._work, name=f"flownb-step-{self._workers}", daemon=True).start()
-            else:
-                self._idle -= 1 if self._idle else 0
-        self._jobs.put((loop, future, context, fn, kwargs))
-        return await future
+            elif self._idle:
+                self._idle -= 1
 
     def _work(self) -> None:
         while True:
@@ -83,13 +97,15 @@ class LocalExecutor:
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             batch = self._done.pop(loop, [])
-        for future, result, error in batch:
-            if future.cancelled():
+        for target, result, error in batch:
+            if not isinstance(target, asyncio.Future):
+                target(result, error)  # a fast-path callback
+            elif target.cancelled():
                 continue
-            if error is not None:
-                future.set_exception(error)
+            elif error is not None:
+                target.set_exception(error)
             else:
-                future.set_result(result)
+                target.set_result(result)
 
 
 LOCAL = LocalExecutor()

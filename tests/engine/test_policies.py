@@ -293,3 +293,26 @@ def test_wait_timeout_raises_and_names_the_run() -> None:
         run.wait(0.05)
     release.set()
     run.wait(60)
+
+
+def test_fail_fast_records_a_running_thread_step_as_cancelled() -> None:
+    flow = flownb.Flow("stop_threads", db=":memory:")
+    started = threading.Event()
+    release = threading.Event()
+
+    @flow.step
+    def blocking() -> None:  # a plain sync step: the engine's fast path
+        started.set()
+        release.wait(30)
+
+    @flow.step
+    def boom() -> None:
+        started.wait(30)
+        raise RuntimeError("boom")
+
+    run = flow.run().wait(60)
+    release.set()
+    assert run.status == "failed"
+    assert run.step_status["blocking"] == "cancelled"
+    rows = run.steps.set_index("step")
+    assert rows.loc["blocking", "status"] == "cancelled"

@@ -250,9 +250,8 @@ def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
     """Commit a group of writes in one transaction: one table in the common case."""
     events = [e for w in writes for e in w.events]
     values = [v for w in writes for v in w.values]
-    batch = _events_table(events)  # noqa: F841  (read by name in the SQL below)
     if not values:
-        con.execute("INSERT INTO events SELECT * FROM batch")
+        _insert_events(con, events)
         return
     con.execute("BEGIN TRANSACTION")
     try:
@@ -266,11 +265,31 @@ def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
                     "INSERT INTO _values VALUES (?, ?, ?, ?, ?, ?)",
                     [v.run_id, v.step, v.name, v.encoded.hash, v.encoded.codec, v.encoded.blob],
                 )
-        con.execute("INSERT INTO events SELECT * FROM batch")
+        _insert_events(con, events)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+_SMALL_BATCH = 16
+_ROW = "(?, ?, make_timestamptz(?), ?, ?, ?)"
+
+
+def _insert_events(con: duckdb.DuckDBPyConnection, events: list[Event]) -> None:
+    """One statement: bound values for a few rows (a chain's commit), Arrow for many."""
+    if not events:
+        return
+    if len(events) <= _SMALL_BATCH:
+        dumps, opts = orjson.dumps, orjson.OPT_NON_STR_KEYS
+        args: list[Any] = []
+        for e in events:
+            payload = dumps(e.payload, default=str, option=opts).decode()
+            args += [e.run_id, e.seq, int(e.ts.timestamp() * 1_000_000), e.step, e.event, payload]
+        con.execute("INSERT INTO events VALUES " + ", ".join([_ROW] * len(events)), args)
+        return
+    batch = _events_table(events)  # noqa: F841  (read by name in the SQL below)
+    con.execute("INSERT INTO events SELECT * FROM batch")
 
 
 def _events_table(events: list[Event]) -> pa.Table:

@@ -157,3 +157,15 @@ def test_fallback_must_exist_and_use_only_upstream_inputs() -> None:
 
     with pytest.raises(FlowDefinitionError, match="fallback 'missing'"):
         flow.graph()
+
+
+def test_a_flow_that_fails_validation_writes_nothing(db: str) -> None:
+    flow = flownb.Flow("nothing_written", db=db)
+
+    @flow.step
+    def a(missing: int) -> int:
+        return missing
+
+    with pytest.raises(FlowDefinitionError):
+        flow.run()
+    assert flownb.sql("SELECT count(*) AS n FROM events", db=db)["n"][0] == 0

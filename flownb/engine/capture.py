@@ -68,8 +68,17 @@ class _Router:
         if log is not None:
             log.write(self._name, text)
             return len(text)
-        writer = self._extra.get("write") or self._stream.write
-        return int(writer(text) or 0)
+        # IPython 9 tees each cell's output by replacing sys.stdout.write with a
+        # function that calls the write it found (this one): call the tee once and
+        # let its inner call through to the real stream, or it recurses forever
+        tee = self._extra.get("write")
+        if tee is not None and not getattr(_inside, "tee", False):
+            _inside.tee = True
+            try:
+                return int(tee(text) or 0)
+            finally:
+                _inside.tee = False
+        return int(self._stream.write(text) or 0)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -90,6 +99,7 @@ class _Router:
 
 
 _install_lock = threading.Lock()
+_inside = threading.local()
 
 
 def install() -> None:

@@ -77,6 +77,8 @@ class RunExecution:
         self.attempts: dict[str, int] = dict(restored.attempts) if restored else {}
         self.done: Future[None] = Future()
         self.log_listeners: list[Any] = []
+        #: called with (execution, step, value) once a step's output is available
+        self.output_listeners: list[Any] = []
         self.gates = Gates(
             self, dict(restored.decisions) if restored else {}, set(restored.requested) if restored else set()
         )
@@ -249,6 +251,8 @@ class RunExecution:
     def _succeed(self, name: str, outcome: Outcome) -> None:
         self.outputs[name] = outcome.value
         self.step_status[name] = outcome.status
+        for listener in self.output_listeners:
+            listener(self, name, outcome.value)
         commit = self.recorder.commit()
         children = self.graph.dependents.get(name, ())
         if self.flow.durability == "sync" and children and not commit.done():

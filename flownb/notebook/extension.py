@@ -9,10 +9,10 @@ cell that happens to be running.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flownb.engine import capture
-from flownb.notebook import streams
 from flownb.notebook.session import Session
 
 
@@ -27,7 +27,7 @@ def load(ipython: Any, *, live: bool = True) -> Session:
     ipython.register_magics(FlowMagics(ipython, session))
     ipython.events.register("pre_run_cell", session.pre_run_cell)
     _route_display(ipython, session)
-    streams.install()  # before the engine wraps them with its plain proxy (see streams.py)
+    capture.install()
     return session
 
 
@@ -36,10 +36,8 @@ def unload(ipython: Any) -> None:
     if session is None:
         return
     session.detach()
-    try:
+    with contextlib.suppress(ValueError):  # already gone
         ipython.events.unregister("pre_run_cell", session.pre_run_cell)
-    except ValueError:
-        pass  # already gone
     pub = getattr(ipython, "display_pub", None)
     original = getattr(pub, "_flownb_original_publish", None)
     if pub is not None and original is not None:
@@ -55,7 +53,7 @@ def _route_display(ipython: Any, session: Session) -> None:
 
     def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
         log = capture.CURRENT_LOG.get()
-        if log is not None and getattr(log, "run_id", ""):
+        if log is not None and log.run_id:
             state = session.tracker.states.get(log.run_id)
             if state is not None:
                 state.display(log.step, {"output_type": "display_data", "data": dict(data or {}),

@@ -23,22 +23,6 @@ POLL_SECONDS = 1.0
 KEEP_FINISHED = 20  # states of finished runs kept for %flow watch without a replay
 
 
-class Publishing(dict[str, Any]):
-    """A run's outputs dict that announces each new output.
-
-    The engine stores a step's value here once it succeeded (and, with sync
-    durability, before its dependents start); the notebook then publishes it.
-    """
-
-    def __init__(self, initial: dict[str, Any], on_set: Callable[[str, Any], None]) -> None:
-        super().__init__(initial)
-        self._on_set = on_set
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self._on_set(key, value)
-
-
 class Tracker:
     """The followed runs of one session, by run id."""
 
@@ -62,7 +46,7 @@ class Tracker:
         self._register(state)
         ex.recorder.listeners.append(lambda e: self._on_event(state, e))
         ex.log_listeners.append(lambda x, step, stream, text: self._on_log(state, x, step, stream, text))
-        ex.outputs = Publishing(ex.outputs, lambda name, value: self._publish(ex, name, value))
+        ex.output_listeners.append(self._publish)
 
     def _register(self, state: RunState) -> None:
         with self._lock:

@@ -1,10 +1,12 @@
 """What a cell reads and what it assigns, from its AST.
 
 A ``%%step`` cell's *inputs* are the names it reads before assigning them
-that another step assigns; its *outputs* are the names it binds at top level
-by assignment (``=``, ``+=``, ``for x in``, ``with ... as x``, ``x := ...``).
-Imports, ``def`` and ``class`` bind helpers, not data: they are not outputs,
-and neither are names starting with ``_`` (a cell's scratch variables).
+that another step assigns; its *outputs* are the names it assigns at top
+level (``x = ...``, ``x += ...``, ``x: T = ...``, ``(x := ...)``), also inside
+top-level ``if``/``for``/``with``/``try`` blocks. Loop variables (``for x in``),
+context managers (``with ... as f``), imports, ``def`` and ``class`` bind
+helpers, not data: they are not outputs, and neither are names starting with
+``_`` (a cell's scratch variables).
 """
 
 from __future__ import annotations
@@ -68,15 +70,15 @@ class _Walker(ast.NodeVisitor):
         if output and not name.startswith("_") and name not in self.outputs:
             self.outputs.append(name)
 
-    def _targets(self, target: ast.AST) -> None:
+    def _targets(self, target: ast.AST, *, output: bool = True) -> None:
         """Bind the names of an assignment target; read what subscripts and attributes use."""
         if isinstance(target, ast.Name):
-            self._bind(target.id)
+            self._bind(target.id, output=output)
         elif isinstance(target, ast.Tuple | ast.List):
             for elt in target.elts:
-                self._targets(elt)
+                self._targets(elt, output=output)
         elif isinstance(target, ast.Starred):
-            self._targets(target.value)
+            self._targets(target.value, output=output)
         else:  # x.attr = ..., x[k] = ...: reads x (mutation of an input is not a new output)
             self.visit(target)
 
@@ -108,28 +110,28 @@ class _Walker(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
-        self._targets(node.target)
+        self._targets(node.target, output=False)
         for stmt in [*node.body, *node.orelse]:
             self.visit(stmt)
 
-    visit_AsyncFor = visit_For  # noqa: N815  (ast.NodeVisitor's naming)
+    visit_AsyncFor = visit_For
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
             self.visit(item.context_expr)
             if item.optional_vars is not None:
-                self._targets(item.optional_vars)
+                self._targets(item.optional_vars, output=False)
         for stmt in node.body:
             self.visit(stmt)
 
-    visit_AsyncWith = visit_With  # noqa: N815
+    visit_AsyncWith = visit_With
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
         for alias in node.names:
             if alias.name != "*":
                 self._bind(alias.asname or alias.name.split(".")[0], output=False)
 
-    visit_ImportFrom = visit_Import  # noqa: N815
+    visit_ImportFrom = visit_Import
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node.type is not None:
@@ -152,8 +154,8 @@ class _Walker(ast.NodeVisitor):
         if not isinstance(node, ast.Lambda):
             self._bind(node.name, output=False)
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815
-    visit_Lambda = visit_FunctionDef  # noqa: N815
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_Lambda = visit_FunctionDef
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
@@ -166,10 +168,10 @@ class _Walker(ast.NodeVisitor):
         for name in sorted(_free_names(node)):
             self._read(name)
 
-    visit_ListComp = _comprehension  # noqa: N815
-    visit_SetComp = _comprehension  # noqa: N815
-    visit_GeneratorExp = _comprehension  # noqa: N815
-    visit_DictComp = _comprehension  # noqa: N815
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_GeneratorExp = _comprehension
+    visit_DictComp = _comprehension
 
 
 def _free_names(scope: ast.AST) -> set[str]:

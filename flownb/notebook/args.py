@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from IPython.core.error import UsageError
 
 
-class HelpShown(Exception):  # noqa: N818  (a control-flow signal, not an error)
+class HelpShown(Exception):
     """``--help`` was printed; the magic has nothing else to do."""
 
 

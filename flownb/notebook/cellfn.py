@@ -18,7 +18,7 @@ import functools
 import importlib
 import inspect
 import linecache
-import pickle  # noqa: S403  (only to test that a value can travel; nothing is unpickled here)
+import pickle
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -159,7 +159,7 @@ class ModuleRef:
 def ship_globals(namespace: Mapping[str, Any], reads: tuple[str, ...], *, exclude: set[str]) -> dict[str, Any]:
     """The notebook globals a cell reads that can travel to another process."""
     try:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped]
 
         dumps: Callable[[Any], bytes] = cloudpickle.dumps
     except ImportError:  # pragma: no cover  (dask brings cloudpickle)

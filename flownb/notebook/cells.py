@@ -17,7 +17,14 @@ from flownb.model import dag
 from flownb.model.flow import CONTEXT_PARAMETERS, Flow
 from flownb.notebook.analysis import CellAnalysis, analyze, parse_cell
 from flownb.notebook.cellfn import (
-    BARE, COLUMN, KEY, Binding, CellFunction, CellInfo, compile_cell, register_source,
+    BARE,
+    COLUMN,
+    KEY,
+    Binding,
+    CellFunction,
+    CellInfo,
+    compile_cell,
+    register_source,
 )  # fmt: skip
 
 

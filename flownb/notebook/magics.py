@@ -8,6 +8,7 @@ become one-line usage errors, never tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -16,11 +17,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 
 from flownb.errors import FlownbError
 from flownb.notebook.args import (
-    FLOW_HELP, HelpShown, flow_parser, key_values, names, split_sql_line, sql_parser, step_parser, typed,
+    FLOW_HELP,
+    HelpShown,
+    flow_parser,
+    key_values,
+    names,
+    split_sql_line,
+    sql_parser,
+    step_parser,
+    typed,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -55,6 +64,7 @@ class FlowMagics(Magics):
     # -- %%step / %step ------------------------------------------------------------------
 
     @line_cell_magic
+    @no_var_expand  # {{ templates }} must reach the step as written, not as IPython's {expressions}
     @_friendly
     def step(self, line: str, cell: str | None = None) -> None:
         """Register a cell (``%%step NAME``) or a line (``%step NAME --kind K``) as a step."""
@@ -107,7 +117,7 @@ class FlowMagics(Magics):
             return shown
         from IPython.display import display
 
-        display(shown)
+        display(shown)  # type: ignore[no-untyped-call]
         _wait_loudly(run)
         if shown.view is not None:
             shown.view.painter.settle()
@@ -181,6 +191,7 @@ class FlowMagics(Magics):
     # -- %%flowsql --------------------------------------------------------------------------------
 
     @line_cell_magic
+    @no_var_expand  # $name is a DuckDB parameter: IPython must not paste the variable into the query
     @_friendly
     def flowsql(self, line: str, cell: str | None = None) -> Any:
         """SQL over the store, as a DataFrame: ``%flowsql QUERY`` or a ``%%flowsql`` cell."""
@@ -192,10 +203,10 @@ class FlowMagics(Magics):
         if cell is not None:
             query = (query + "\n" + cell).strip()
         if not query:
-            raise UsageError(f"{prog} needs a query, e.g. {prog} SELECT * FROM runs")
+            raise UsageError(f"{prog} needs a query over runs, steps, events, approvals or outputs")
         params: dict[str, Any] | None = None
         if args.param:
-            ns = self.shell.user_ns
+            ns = self.session.shell.user_ns
             missing = [n for n in args.param if n not in ns]
             if missing:
                 raise UsageError(f"--param {missing[0]}: the notebook has no variable {missing[0]!r}")
@@ -215,7 +226,7 @@ class RunView:
         from IPython.display import display
 
         if self.view is not None:
-            display(self.view.widget)
+            display(self.view.widget)  # type: ignore[no-untyped-call]
         else:
             print(repr(self))
 
@@ -225,7 +236,9 @@ class RunView:
         return self.run.wait(timeout)
 
     def __repr__(self) -> str:
-        return repr(self.run) if self.run is not None else f"<view of run {self.view.state.run_id if self.view else '?'}>"
+        if self.run is not None:
+            return repr(self.run)
+        return f"<view of run {self.view.state.run_id if self.view else '?'}>"
 
 
 def _step_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -254,10 +267,8 @@ def _wait_loudly(run: Run) -> None:
     told: set[str] = set()
     try:
         while not run.done:
-            try:
+            with contextlib.suppress(TimeoutError):
                 run.wait(0.5)
-            except TimeoutError:
-                pass
             for step in run.pending_approvals:
                 if step not in told:
                     told.add(step)

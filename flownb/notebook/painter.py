@@ -34,6 +34,8 @@ class Painter:
 
     def poke(self, view: Paintable) -> None:
         """Ask for a redraw of ``view`` (any thread); many pokes make one redraw."""
+        if id(view) in self._dirty:  # the common case, without the lock: a redraw is already due
+            return
         with self._cond:
             if id(view) in self._dirty:
                 return

@@ -244,8 +244,9 @@ class Session:
         from flownb.notebook.view import LiveView
 
         store = open_store(self.flow(flow).db)
-        full = _full_run_id(store, run_id)
-        graph = self._graph_for(store, full, flow)
+        ex = find_active(run_id)  # a run just started may not be in the store yet
+        full = ex.run_id if ex is not None else _full_run_id(store, run_id)
+        graph = ex.graph if ex is not None else self._graph_for(store, full)
         state = self.tracker.follow(store, full, graph.flow, list(graph.specs))
         view = LiveView(state, graph, lambda step, decision, comment: self._click(view, step, decision, comment))
         self.tracker.subscribe(full, view.poke)
@@ -259,10 +260,7 @@ class Session:
             view.state.card_error(step, str(exc))
             view.poke()
 
-    def _graph_for(self, store: Any, run_id: str, flow: str | None) -> Graph:
-        ex = find_active(run_id)
-        if ex is not None:
-            return ex.graph
+    def _graph_for(self, store: Any, run_id: str) -> Graph:
         events = store.run_events(run_id)
         name = next((e.payload.get("flow") for e in events if e.event == "run_started"), None) or "?"
         if name in self.flows:
@@ -272,16 +270,13 @@ class Session:
                 pass
         return graph_from_events(name, events)
 
-    def display_target(self, run_id: str, step: str) -> Any:
-        return self.tracker.states.get(run_id)
-
     # -- headless -------------------------------------------------------------------------------
 
     def execute_notebook(self, path: str | os.PathLike[str]) -> None:
         """Run a notebook's code cells in order, except the lines that start or steer runs."""
         import nbformat
 
-        nb = nbformat.read(os.fspath(path), as_version=4)
+        nb = nbformat.read(os.fspath(path), as_version=4)  # type: ignore[no-untyped-call]
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue

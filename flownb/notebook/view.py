@@ -45,7 +45,9 @@ class LiveView:
         self.cards_box = widgets.VBox()
         self.panels = widgets.Accordion()
         self.summary = widgets.HTML()
-        self.widget = widgets.VBox([self.header, self.progress, self.picture, self.cards_box, self.panels, self.summary])
+        self.widget = widgets.VBox(
+            [self.header, self.progress, self.picture, self.cards_box, self.panels, self.summary]
+        )
         self._cards: dict[str, CardWidget] = {}
         self._panels: dict[str, widgets.Output] = {}
         self._panel_seen: dict[str, tuple[Any, ...]] = {}

@@ -57,7 +57,7 @@ def dot_source(
     for name, spec in graph.specs.items():
         if isinstance(spec.fallback, str):
             dot.edge(name, spec.fallback, style="dashed", label="fallback", fontsize="8")
-    return dot.source
+    return str(dot.source)
 
 
 def _default_detail(level: int | None, status: str) -> str:

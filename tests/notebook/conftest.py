@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -28,7 +29,9 @@ class Kernel:
         #: every iopub stream text seen, of any cell (to prove step output never lands there)
         self.streams: list[str] = []
 
-    def execute(self, code: str, *, allow_error: bool = False, timeout: float = TIMEOUT) -> dict[str, Any]:
+    def execute(
+        self, code: str, *, allow_error: bool = False, timeout: float = TIMEOUT, on_stream: Any = None
+    ) -> dict[str, Any]:
         """Run a cell; return its stream text, results and error."""
         msg_id = self.kc.execute(code)
         out: dict[str, Any] = {"stdout": "", "stderr": "", "data": [], "error": None}
@@ -44,6 +47,8 @@ class Kernel:
                 break
             if kind == "stream":
                 out[content["name"]] += content["text"]
+                if on_stream is not None:
+                    on_stream(content["text"])
             elif kind in ("execute_result", "display_data"):
                 out["data"].append(content["data"])
             elif kind == "error":
@@ -51,6 +56,9 @@ class Kernel:
         reply = self.kc.get_shell_msg(timeout=TIMEOUT)
         while reply["parent_header"].get("msg_id") != msg_id:
             reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+        if reply["content"]["status"] == "error" and not out["error"]:
+            # a UsageError is printed on stderr, not sent as an error message; the reply says it failed
+            out["error"] = out["stderr"].strip() or reply["content"].get("ename", "error")
         if out["error"] and not allow_error:
             raise AssertionError(f"cell failed: {out['error']}\n{code}")
         return out
@@ -114,10 +122,8 @@ def start_kernel(kernel_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for k in started:
-        try:
+        with contextlib.suppress(Exception):  # already gone: killed by the test
             k.kill()
-        except Exception:  # noqa: BLE001  (already gone: killed by the test)
-            pass
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ PIPELINE = [
 def test_cells_run_as_steps_and_publish_their_outputs(kernel, store_path: Path) -> None:
     for cell in PIPELINE:
         kernel.execute(cell)
-    steps = kernel.value("[r for r in _flownb_steps()]" if False else "list(get_ipython().run_line_magic('flow', 'steps')['depends_on'])")
+    steps = kernel.value("list(get_ipython().run_line_magic('flow', 'steps')['depends_on'])")
     assert steps == ["", "", "orders, users"]
     res = kernel.execute("%flow run --wait --param tag=abcd")
     assert "succeeded" in res["stdout"]
@@ -61,7 +61,7 @@ def test_usage_errors_are_one_line_and_help_answers(kernel) -> None:
     assert "invalid positive_int value" in res["error"] or "retries" in res["error"]
     res = kernel.execute("%%step bad\nx = 1\ny = (\n", allow_error=True)
     assert "step 'bad'" in res["error"] and "line 3" in res["error"]
-    for magic in ("%flow --help", "%flow run --help", "%step --help", "%%step --help\n", "%flowsql --help"):
+    for magic in ("%flow --help", "%flow run --help", "%step --help", "%%step --help\nx = 1", "%flowsql --help"):
         out = kernel.execute(magic)
         assert "usage:" in out["stdout"], magic
 
@@ -71,7 +71,7 @@ def test_tracebacks_point_at_the_cell_and_top_level_await_works(kernel) -> None:
     kernel.execute("%%step boom\nx = 1\nraise ValueError('bad ' + waits)")
     res = kernel.execute("%flow run --wait", allow_error=True)
     assert "failed" in res["error"]
-    tb = kernel.value("flownb.sql(\"SELECT traceback FROM steps WHERE step = 'boom'\").iloc[0, 0]" if False else
+    tb = kernel.value(
                       "__import__('flownb').sql(\"SELECT traceback FROM steps WHERE step = 'boom'\").iloc[0, 0]")
     assert '<step boom>", line 3' in tb and "raise ValueError('bad ' + waits)" in tb
     assert kernel.value("waits") == "done"
@@ -85,8 +85,22 @@ def test_sql_values_travel_as_parameters(kernel) -> None:
     assert "0" in bad["data"][0]["text/plain"]
     good = kernel.value(
         "get_ipython().run_cell_magic('flowsql', '--param real', 'SELECT count(*) AS n FROM runs WHERE flow = $real')"
-        ".iloc[0, 0]"
+        ".iloc[0, 0].item()"
     )
     assert good == 1
     res = kernel.execute("%flowsql --param missing SELECT 1", allow_error=True)
     assert "missing" in res["error"]
+
+
+def test_templates_and_sql_parameters_reach_flownb_unexpanded(kernel) -> None:
+    kernel.execute("%%step rows\nrows = [1, 2, 3]")
+    kernel.execute("%step gate --kind approval --message 'Publish {{ rows | length }} rows?'")
+    assert kernel.value("list(get_ipython().run_line_magic('flow', 'steps').query('step == \"gate\"').depends_on)") == [
+        "rows"
+    ]
+    kernel.execute("%flow run --wait --approve gate")
+    msg = kernel.value("__import__('flownb').sql('SELECT message FROM approvals').message[0]")
+    assert msg == "Publish 3 rows?"
+    kernel.execute("flow_name = 'notebook'")
+    out = kernel.execute("%flowsql --param flow_name SELECT count(*) AS n FROM runs WHERE flow = $flow_name")
+    assert out["data"][0]["text/plain"].split()[-1] == "1"

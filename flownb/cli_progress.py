@@ -76,14 +76,24 @@ def _table(run: Run, *, final: bool = False) -> Table:
     ex = run.execution
     title = f"{run.flow} · run {run.id} · {run.status}"
     table = Table(title=title, title_justify="left")
-    for col in ("step", "level", "status", "attempts"):
-        table.add_column(col)
+    for col in ("step", "level", "status", "attempts", "seconds", "error"):
+        table.add_column(col, overflow="fold")
+    seconds: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    if final:  # the recorded attempts: durations and the last error of each step
+        for row in run.steps.itertuples(index=False):
+            seconds[row.step] = seconds.get(row.step, 0.0) + float(row.duration_ms or 0) / 1000
+            if isinstance(row.error, str) and row.status != "succeeded":
+                errors[row.step] = row.error
+    order = sorted(ex.step_status, key=lambda s: (ex.graph.levels.get(s, 0), list(ex.step_status).index(s)))
     done = 0
-    for step, status in ex.step_status.items():
+    for step in order:
+        status = ex.step_status[step]
         done += status in DONE
         table.add_row(
             step, str(ex.graph.levels.get(step, "")), Text(status, style=COLORS.get(status, "")),
-            str(ex.attempts.get(step, 0)),
+            str(ex.attempts.get(step, 0)), f"{seconds[step]:.2f}" if step in seconds else "",
+            errors.get(step, "")[:80] if status != "succeeded" else "",
         )  # fmt: skip
     if not final:
         table.caption = f"{done}/{len(ex.step_status)} steps done"

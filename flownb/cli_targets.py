@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
+import os
 import runpy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -100,9 +104,15 @@ def _notebook(path: Path, flow_name: str | None, executor: str | None) -> Target
 
     from flownb.notebook.session import Session
 
+    # the kernel in JupyterLab names the default flow after the notebook: do the same
+    os.environ["JPY_SESSION_NAME"] = str(path.resolve())
     shell = InteractiveShell.instance()
-    session = Session.load(shell, live=False)
-    session.execute_notebook(path)
+    # IPython prints a failing cell's error itself; the one line we raise says it all
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        session = Session.load(shell, live=False)
+        session.execute_notebook(path)
+    sys.stdout.write(out.getvalue())  # what the set-up cells printed on purpose
     names = [n for n, f in session.flows.items() if f.steps]
     if not names:
         raise TargetError(f"{path} defines no steps (no %%step cells or @flow.step functions)")

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from flownb.model.flow import Graph
     from flownb.notebook.view import LiveView
 
+_RUN_LINE = re.compile(r"%flow\s+run\b")
+_STEP_CELL = re.compile(r"^\s*(#[^\n]*\n\s*)*%%?step\b")
+_FLOWSQL = re.compile(r"^\s*%%?flowsql\b")
 _SKIP_LINE = re.compile(r"^\s*%flow\s+(run|watch|resume|cancel|approve)\b.*$", re.M)
 
 
@@ -273,16 +276,29 @@ class Session:
     # -- headless -------------------------------------------------------------------------------
 
     def execute_notebook(self, path: str | os.PathLike[str]) -> None:
-        """Run a notebook's code cells in order, except the lines that start or steer runs."""
+        """Define a notebook's flow without running it, as ``flownb run`` needs.
+
+        The set-up cells (imports, helpers, constants) before the first cell that
+        starts a run execute in order, silently; every ``%%step``/``%step`` cell
+        defines its step wherever it stands. Cells after the first run (reading
+        results, SQL over the history) are analysis, and are skipped; so are lines
+        that steer runs (``%flow run/watch/resume/cancel/approve``).
+        """
         import nbformat
 
         nb = nbformat.read(os.fspath(path), as_version=4)  # type: ignore[no-untyped-call]
+        setup = True
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
+            step_cell = _STEP_CELL.match(cell.source) is not None
+            if _RUN_LINE.search(cell.source) and not step_cell:
+                setup = False
+            if not (setup or step_cell) or _FLOWSQL.match(cell.source):
+                continue
             source = _SKIP_LINE.sub("", cell.source)
             self.cell_id = cell.get("id")
-            result = self.shell.run_cell(source, store_history=False)
+            result = self.shell.run_cell(source, store_history=False, silent=True)
             if not result.success:
                 err = result.error_in_exec or result.error_before_exec
                 raise NotebookCellFailed(f"cell {index + 1} of {path} failed: {type(err).__name__}: {err}")

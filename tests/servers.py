@@ -17,6 +17,7 @@ Both threaded servers record what they received in ``requests`` (a list of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
@@ -311,10 +312,8 @@ async def serve_fast(port: int = 0) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["fast"]:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_fast(int(sys.argv[2]) if len(sys.argv) > 2 else 0))
-        except KeyboardInterrupt:
-            pass
     else:
         with HttpServer() as s, MessagesServer() as m:
             print(f"http {s.url}  messages {m.url}", flush=True)

@@ -125,7 +125,8 @@ class AgentKind:
         if system is not None:
             request["system"] = system
         if o["temperature"] is not None:
-            request["temperature"] = o["temperature"]
+            # this SDK's typed parameters no longer include temperature: send it as a body field
+            request["extra_body"] = {"temperature": o["temperature"]}
         text = await _call(ctx, key, request)
         if not o["json"]:
             return text

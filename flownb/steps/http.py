@@ -2,7 +2,8 @@
 
 Guarantees:
 
-- Credentials never reach the store: the recorded inputs carry the request
+- Credentials never reach the store: header values may read the environment
+  (``"Bearer {{ env.API_TOKEN }}"``, headers only), and the recorded inputs carry the request
   with Authorization-like headers (and secret-looking query parameters)
   replaced by ``[redacted]``; the URL is recorded without user info.
 - Redirects are not followed unless ``follow_redirects=True``; when they are,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json as jsonlib
+import os
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -62,8 +64,9 @@ class HttpKind:
     }  # fmt: skip
 
     def references(self, options: Mapping[str, Any]) -> set[str]:
-        keys = ("url", "method", "headers", "params", "json", "body")
-        return set().union(*(templates.value_references(options.get(k)) for k in keys))
+        keys = ("url", "method", "params", "json", "body")
+        refs = set().union(*(templates.value_references(options.get(k)) for k in keys))
+        return refs | (templates.value_references(options.get("headers")) - {"env"})
 
     def validate(self, step: str, options: dict[str, Any]) -> None:
         where = f"step {step!r} (http)"
@@ -94,7 +97,10 @@ class HttpKind:
         o = ctx.options
         url = str(ctx.render(o["url"])).strip()
         method = str(ctx.render(o["method"])).upper()
-        headers = {str(k): str(v) for k, v in (ctx.render(o["headers"] or {})).items()}
+        # headers alone may read the environment ({{ env.API_TOKEN }}): a secret then
+        # goes from the environment to the request without passing through params
+        env_scope = {**ctx.scope, "env": dict(os.environ)}
+        headers = {str(k): str(templates.render_value(v, env_scope)) for k, v in (o["headers"] or {}).items()}
         params = ctx.render(o["params"]) if o["params"] is not None else None
         payload = ctx.render(o["json"]) if o["json"] is not None else None
         body = o["body"] if isinstance(o["body"], bytes) else (ctx.render(o["body"]) if o["body"] is not None else None)

@@ -143,23 +143,26 @@ async def run_guest(ctx: StepContext, path: Path, stdin: bytes, dirs: list[str],
 
     timer = loop.call_later(ctx.timeout, stop) if ctx.timeout else None
     future = _pool().submit(
-        _run, engine, path, stdin=stdin, dirs=dirs, memory_mb=memory_mb, on_stderr=on_stderr
+        _run, engine, path, stdin=stdin, dirs=dirs, memory_mb=memory_mb, on_stderr=on_stderr, stopped=stopped
     )
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
         stop()
+        after = asyncio.wrap_future(future)
         with contextlib.suppress(BaseException):
-            await asyncio.wait({asyncio.wrap_future(future)}, timeout=STOP_GRACE)
+            await asyncio.wait({after}, timeout=STOP_GRACE)
+        if after.done() and not after.cancelled():
+            after.exception()  # the trap it ended with is this cancel: nothing else to report
         raise
     except wasmtime.ExitTrap as exc:
         raise WasmError(f"step {ctx.step!r}: the guest {path.name} exited with code {exc.code}"
                         f"{_stderr(tail)}") from None  # fmt: skip
-    except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+    except (wasmtime.Trap, wasmtime.WasmtimeError, _Stopped) as exc:
         if stopped.is_set():
             raise WasmError(f"step {ctx.step!r}: the guest {path.name} was stopped at the step's timeout "
                             f"({ctx.timeout:g}s)") from None  # fmt: skip
-        message = exc.message if isinstance(exc, wasmtime.Trap) else str(exc)
+        message = exc.message if isinstance(exc, wasmtime.Trap) else str(exc)  # (_Stopped implies stopped)
         raise WasmError(f"step {ctx.step!r}: the guest {path.name} trapped: {message.strip()}{_stderr(tail)}",
                         retryable=False) from None  # fmt: skip
     finally:
@@ -167,9 +170,36 @@ async def run_guest(ctx: StepContext, path: Path, stdin: bytes, dirs: list[str],
             timer.cancel()
 
 
+_guests_lock = threading.Lock()
+_guests = 0
+
+
+def running_guests() -> int:
+    """How many guests are executing in this process now (a stopped guest has left)."""
+    with _guests_lock:
+        return _guests
+
+
+class _Stopped(Exception):
+    """The attempt was stopped before its guest started."""
+
+
 def _run(engine: wasmtime.Engine, path: Path, *, stdin: bytes, dirs: list[str], memory_mb: int,
-         on_stderr: Callable[[bytes], None]) -> bytes:  # fmt: skip
+         on_stderr: Callable[[bytes], None], stopped: threading.Event) -> bytes:  # fmt: skip
     """The worker thread's part: instantiate and run; returns stdout (raises traps)."""
+    global _guests
+    with _guests_lock:
+        _guests += 1
+    try:
+        return _instantiate_and_start(engine, path, stdin=stdin, dirs=dirs, memory_mb=memory_mb,
+                                      on_stderr=on_stderr, stopped=stopped)  # fmt: skip
+    finally:
+        with _guests_lock:
+            _guests -= 1
+
+
+def _instantiate_and_start(engine: wasmtime.Engine, path: Path, *, stdin: bytes, dirs: list[str], memory_mb: int,
+                           on_stderr: Callable[[bytes], None], stopped: threading.Event) -> bytes:  # fmt: skip
     module = wasmtime.Module.deserialize(engine, _compiled(path))
     out = bytearray()
 
@@ -192,6 +222,11 @@ def _run(engine: wasmtime.Engine, path: Path, *, stdin: bytes, dirs: list[str], 
         store = wasmtime.Store(engine)
         store.set_limits(memory_size=memory_mb * 1024 * 1024)
         store.set_epoch_deadline(1)
+        # the deadline is relative to the epoch *now*: a stop that bumped the epoch
+        # before this line would be missed, so it is checked after (stop sets the
+        # flag before it bumps, hence no gap)
+        if stopped.is_set():
+            raise _Stopped
         store.set_wasi(wasi)
         linker = wasmtime.Linker(engine)
         linker.define_wasi()

@@ -198,7 +198,8 @@ def test_parse_http_request_short_forms_and_errors() -> None:
 
 
 def test_parsed_request_runs_as_a_step(flow: flownb.Flow, http_server: HttpServer) -> None:
-    options = parse_http_request(f"POST {http_server.url}/echo\nX-Who: {{{{ params.who }}}}\n\nhello {{{{ params.who }}}}")
+    who = "{{ params.who }}"
+    options = parse_http_request(f"POST {http_server.url}/echo\nX-Who: {who}\n\nhello {who}")
     flow.step(name="req", kind="http", **options)
     run = flow.run(params={"who": "ada"}).wait(60)
     echoed = run.outputs["req"]["json"]

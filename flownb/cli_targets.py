@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 import os
 import runpy
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path

@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     n, ms, reps = args.n, args.ms, args.repeat
     print(f"{n} steps x {ms:g} ms of pure Python, {reps} repetition(s), {os.cpu_count()} CPUs, "
-          f"flownb max_concurrency={args.concurrency}")
+          f"flownb max_concurrency={args.concurrency}", flush=True)
 
     loops = calibrate(ms)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
@@ -101,11 +101,14 @@ def main() -> None:
         local: list[float] = []
         on_dask: list[float] = []
         plain: list[float] = []
-        for _ in range(reps):
+        for rep in range(1, reps + 1):
             if not args.skip_local:
                 local.append(flownb_wall(n, loops, None, args.concurrency))
+                print(f"  [{rep}/{reps}] flownb local threads {local[-1]:.2f}s", flush=True)
             on_dask.append(flownb_wall(n, loops, client, args.concurrency))
+            print(f"  [{rep}/{reps}] flownb on Dask        {on_dask[-1]:.2f}s", flush=True)
             plain.append(dask_wall(client, n, loops))
+            print(f"  [{rep}/{reps}] dask client.map       {plain[-1]:.2f}s", flush=True)
     finally:
         client.close()
         cluster.close()

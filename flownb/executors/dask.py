@@ -97,8 +97,27 @@ class _Done:
     output: _Output
 
 
+class _Capture:
+    """One task's writes, bounded like the step log (so a chatty step cannot fill the worker)."""
+
+    limit = 1_000_000  # characters per stream, as the store keeps
+
+    def __init__(self) -> None:
+        self.parts: tuple[list[str], list[str]] = ([], [])
+        self.sizes = [0, 0]
+
+    def write(self, index: int, text: str) -> None:
+        if self.sizes[index] < self.limit:
+            self.parts[index].append(text)
+        self.sizes[index] += len(text)
+
+    def output(self) -> _Output:
+        out, err = ("".join(p)[: self.limit] for p in self.parts)
+        return _Output(out, err)
+
+
 #: the capture of the task running in the current worker thread (None: not a flownb task)
-_TASK_OUTPUT: ContextVar[list[str] | None] = ContextVar("flownb_dask_output", default=None)
+_TASK_OUTPUT: ContextVar[_Capture | None] = ContextVar("flownb_dask_output", default=None)
 _ERRATTR = "_flownb_worker_output"
 _install_lock = threading.Lock()
 
@@ -117,10 +136,10 @@ class _WorkerStream:
         self._index = index  # 0: stdout, 1: stderr
 
     def write(self, text: str) -> int:
-        parts = _TASK_OUTPUT.get()
-        if parts is None:
+        capture = _TASK_OUTPUT.get()
+        if capture is None:
             return self._stream.write(text)
-        parts.append(f"{self._index}{text}")
+        capture.write(self._index, text)
         return len(text)
 
     def writelines(self, lines: Any) -> None:
@@ -152,29 +171,23 @@ def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any]) -> _Done:
     (exceptions pickle their ``__dict__``), so a failed attempt keeps its log.
     """
     _install_worker_streams()
-    parts: list[str] = []
-    token = _TASK_OUTPUT.set(parts)
+    capture = _Capture()
+    token = _TASK_OUTPUT.set(capture)
     try:
         value = fn(**kwargs)
         if inspect.isawaitable(value):
             value = asyncio.run(_await(value))
     except BaseException as exc:
         with contextlib.suppress(Exception):  # an exception without a __dict__ just loses its log
-            setattr(exc, _ERRATTR, _collect(parts))
+            setattr(exc, _ERRATTR, capture.output())
         raise
     finally:
         _TASK_OUTPUT.reset(token)
-    return _Done(value, _collect(parts))
+    return _Done(value, capture.output())
 
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
-
-
-def _collect(parts: list[str]) -> _Output:
-    out = [p[1:] for p in parts if p[0] == "0"]
-    err = [p[1:] for p in parts if p[0] == "1"]
-    return _Output("".join(out), "".join(err))
 
 
 # -- the caller side -------------------------------------------------------------------
@@ -206,14 +219,16 @@ class DaskExecutor:
         """The executor for ``"dask"``, a ``distributed.Client``, a Cluster, or a scheduler address.
 
         One executor per target and process: every flow that says
-        ``executor="dask"`` shares one LocalCluster, and one address one Client.
+        ``executor="dask"`` shares one LocalCluster, one address one Client, and one
+        Cluster object one Client. A Client you pass in is used as it is.
         """
         distributed = _distributed()
         if isinstance(spec, distributed.Client):
-            key: Any = ("client", id(spec))
-            label = f"client {spec.scheduler.address if spec.scheduler else '?'}"
-        elif spec == "dask":
-            key, label = "dask", "local cluster"
+            # not kept in the registry: that would keep your Client alive after you drop it
+            return cls(spec, label=f"client {spec.scheduler.address if spec.scheduler else '?'}")
+        if spec == "dask":
+            key: Any = "dask"
+            label = "local cluster"
         elif isinstance(spec, str) and _ADDRESS.match(spec):
             key, label = ("address", spec), spec
         elif hasattr(spec, "scheduler_address"):  # a LocalCluster, SLURMCluster, ...
@@ -225,7 +240,7 @@ class DaskExecutor:
             )
         with _registry_lock:
             executor = _EXECUTORS.get(key)
-            # a Client or Cluster is keyed by id(): check it is still the same object
+            # a Cluster is keyed by id(): check it is still the same object
             if executor is None or (not isinstance(spec, str) and executor._target is not spec):
                 executor = cls(spec, label=label)
                 _EXECUTORS[key] = executor

@@ -232,12 +232,14 @@ def test_a_cell_step_travels_through_its_remote_hook(client: Any) -> None:
     assert seen == [{"base": 41}]
 
 
-def test_a_scheduler_address_works_like_a_client(client: Any, db: str) -> None:
-    executor = resolve_executor(client.scheduler.address)
+@pytest.mark.parametrize("form", ["address", "cluster"])
+def test_a_scheduler_address_or_a_cluster_works_like_a_client(client: Any, db: str, form: str) -> None:
+    target = client.scheduler.address if form == "address" else client.cluster
+    executor = resolve_executor(target)
     try:
         assert isinstance(executor, dask_executor.DaskExecutor)
-        assert resolve_executor(client.scheduler.address) is executor  # one client per address
-        flow = flownb.Flow("dask_address", db=db, executor=client.scheduler.address)
+        assert resolve_executor(target) is executor  # one client per address or cluster
+        flow = flownb.Flow(f"dask_{form}", db=db, executor=target)
 
         @flow.step
         def where() -> int:
@@ -245,8 +247,9 @@ def test_a_scheduler_address_works_like_a_client(client: Any, db: str) -> None:
 
         run = flow.run().wait().raise_for_status()
         assert run.outputs["where"] in worker_pids(client)
+        assert executor.client() is not client
         # history is in the caller's store, as with local execution
-        history = flownb.sql("SELECT status FROM runs WHERE run_id = ?".replace("?", f"'{run.id}'"), db=db)
+        history = flownb.sql(f"SELECT status FROM runs WHERE run_id = '{run.id}'", db=db)
         assert list(history["status"]) == ["succeeded"]
     finally:
         executor.close()  # the executor's own client; the cluster stays up

@@ -13,6 +13,7 @@ Guarantees kept here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -108,18 +109,19 @@ class RunExecution:
                 async with asyncio.timeout(self.timeout):
                     await self._schedule()
         except TimeoutError:
-            await self._cancel_steps()
             self.error = RunFailed(
                 f"run {self.run_id} of flow {self.flow.name!r} timed out after {self.timeout:g}s; "
                 f"resume it with flow.resume({self.run_id!r}) or raise the run timeout"
             )
         except asyncio.CancelledError:
-            await self._cancel_steps()
             self.error = RunCancelled(f"run {self.run_id} of flow {self.flow.name!r} was cancelled")
         except Exception as exc:  # noqa: BLE001  (an engine bug must end the run, recorded)
-            await self._cancel_steps()
             self.error = RunFailed(f"run {self.run_id} failed inside flownb: {format_error(exc)}")
         finally:
+            if self.error is not None:
+                # a second cancel while cleaning up must not skip the rest of it
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._cancel_steps()
             await self._end(time.perf_counter() - started)
 
     def _begin(self) -> None:
@@ -174,7 +176,8 @@ class RunExecution:
             self.done.set_result(None)
 
     def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
+        """Cancel the run (on the engine loop); asking twice changes nothing."""
+        if self._task is not None and not self._task.done() and not self._task.cancelling():
             self._task.cancel()
 
     async def wait_finished(self) -> None:

@@ -149,8 +149,11 @@ async def _foreach(ex: RunExecution, spec: StepSpec, scope: dict[str, Any], inpu
     except TemplateError as exc:
         raise _AttemptFailed(exc) from None
     except TypeError:
+        hint = " (a method: write params['items'] for a key that is also a dict method)" if callable(
+            templates.evaluate(spec.foreach, scope)
+        ) else ""
         raise _AttemptFailed(
-            StepFailed(f"step {spec.name!r}: foreach={spec.foreach!r} is not a list", step=spec.name)
+            StepFailed(f"step {spec.name!r}: foreach={spec.foreach!r} is not a list{hint}", step=spec.name)
         ) from None
     ex.foreach_started(spec, len(items))
     limit = asyncio.Semaphore(spec.concurrency or ex.flow.max_concurrency)

@@ -106,15 +106,15 @@ def main() -> None:
     print(f"{'shape':6} {'engine':22} {'us/step':>9} {'x asyncio':>10} {'x dask':>8}")
     results: dict[tuple[str, str], float] = {}
     for shape in ("wide", "chain"):
-        base = median_of(lambda: time_asyncio(shape, n), repeat) / n
-        dask_t = median_of(lambda: time_dask(shape, n), repeat) / n
+        base = median_of(lambda shape=shape: time_asyncio(shape, n), repeat) / n
+        dask_t = median_of(lambda shape=shape: time_dask(shape, n), repeat) / n
         rows = [("asyncio (floor)", base), ("dask.threaded.get", dask_t)]
         for label, db, durability in (
             ("flownb duckdb sync", str(tmp / f"{shape}-sync.duckdb"), "sync"),
             ("flownb duckdb async", str(tmp / f"{shape}-async.duckdb"), "async"),
             ("flownb memory", ":memory:", "sync"),
         ):
-            per = median_of(lambda db=db, d=durability: time_flownb(shape, n, db, d), repeat) / n
+            per = median_of(lambda db=db, d=durability, shape=shape: time_flownb(shape, n, db, d), repeat) / n
             results[(shape, label)] = per
             rows.append((label, per))
             if db != ":memory:":
@@ -127,7 +127,10 @@ def main() -> None:
     print("targets:")
     print(f"  wide, sync durable: {wide * 1e6:.1f} us/step (target <= 100) = "
           f"{wide / results[('wide', 'dask')]:.2f}x dask threaded (target <= 0.75)")
-    print(f"  chain, sync durable: {chain * 1e6:.0f} us/step = {chain / bare:.2f}x one bare insert+commit (target <= 1.5)")
+    print(
+        f"  chain, sync durable: {chain * 1e6:.0f} us/step = {chain / bare:.2f}x one bare insert+commit "
+        "(target <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

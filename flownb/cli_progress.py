@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Iterable
 
+import pandas as pd
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -81,10 +82,12 @@ def _table(run: Run, *, final: bool = False) -> Table:
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
     if final:  # the recorded attempts: durations and the last error of each step
-        for row in run.steps.itertuples(index=False):
-            seconds[row.step] = seconds.get(row.step, 0.0) + float(row.duration_ms or 0) / 1000
-            if isinstance(row.error, str) and row.status != "succeeded":
-                errors[row.step] = row.error
+        for row in run.steps.to_dict("records"):
+            name = str(row["step"])
+            ms = row["duration_ms"]
+            seconds[name] = seconds.get(name, 0.0) + (0.0 if pd.isna(ms) else float(ms) / 1000)
+            if isinstance(row["error"], str) and row["status"] != "succeeded":
+                errors[name] = row["error"]
     order = sorted(ex.step_status, key=lambda s: (ex.graph.levels.get(s, 0), list(ex.step_status).index(s)))
     done = 0
     for step in order:

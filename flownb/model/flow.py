@@ -146,22 +146,26 @@ class Flow:
 
     def shell(self, name: str, command: str, **options: Any) -> StepSpec:
         """A shell step: ``command`` is a bash script; template values are quoted."""
-        return cast(StepSpec, self._register(None, _split(name, "shell", options), {"command": command, **_kind_only(options)}))
+        return self._kind_step(name, "shell", command=command, **options)
 
     def http(self, name: str, url: str, **options: Any) -> StepSpec:
-        return cast(StepSpec, self._register(None, _split(name, "http", options), {"url": url, **_kind_only(options)}))
+        return self._kind_step(name, "http", url=url, **options)
 
     def agent(self, name: str, prompt: str, **options: Any) -> StepSpec:
-        return cast(StepSpec, self._register(None, _split(name, "agent", options), {"prompt": prompt, **_kind_only(options)}))
+        return self._kind_step(name, "agent", prompt=prompt, **options)
 
     def wasm(self, name: str, module: str, **options: Any) -> StepSpec:
-        return cast(StepSpec, self._register(None, _split(name, "wasm", options), {"module": module, **_kind_only(options)}))
+        return self._kind_step(name, "wasm", module=module, **options)
 
     def approval(self, name: str, message: str = "Approve {{ run.flow }}?", **options: Any) -> StepSpec:
-        return cast(StepSpec, self._register(None, _split(name, "approval", options), {"message": message, **_kind_only(options)}))
+        return self._kind_step(name, "approval", message=message, **options)
 
     def subflow(self, name: str, flow: Flow, **options: Any) -> StepSpec:
-        return cast(StepSpec, self._register(None, _split(name, "subflow", options), {"flow": flow, **_kind_only(options)}))
+        return self._kind_step(name, "subflow", flow=flow, **options)
+
+    def _kind_step(self, name: str, kind: str, **options: Any) -> StepSpec:
+        """Register a step of another kind: common options apart, the rest are the kind's."""
+        return cast(StepSpec, self._register(None, _split(name, kind, options), _kind_only(options)))
 
     def remove(self, name: str) -> None:
         """Forget a step (``%flow reset`` forgets them all)."""

@@ -8,7 +8,6 @@ import time
 
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import flownb
 from tests.strategies import dags

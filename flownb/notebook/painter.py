@@ -15,7 +15,7 @@ import traceback
 from typing import Protocol
 
 MIN_INTERVAL = 0.1  # seconds: about 10 updates a second at most
-COST_FACTOR = 10.0
+COST_FACTOR = 25.0
 
 
 class Paintable(Protocol):

@@ -65,10 +65,32 @@ class RunState:
         self.cards: dict[str, Card] = {}
         self.last_seq = 0
         self.version = 0  # bumped by every change; the view redraws when it moved
+        self._pending: list[Event] = []
 
     # -- folding --------------------------------------------------------------
 
+    def push(self, e: Event) -> None:
+        """Queue a live event (the engine's thread): folded when someone looks.
+
+        The engine emits several events a step; folding them one by one on its
+        thread cost a run about a tenth of its time. A list append does not.
+        """
+        self._pending.append(e)
+        self.version += 1
+
+    def fold(self) -> None:
+        """Apply the queued live events, in order."""
+        if not self._pending:
+            return
+        with self.lock:
+            pending, self._pending = self._pending, []
+            for e in pending:
+                if e.seq > self.last_seq:
+                    self.last_seq = e.seq
+                    self._apply(e)
+
     def apply(self, e: Event) -> None:
+        self.fold()
         with self.lock:
             if e.seq <= self.last_seq:
                 return  # replay and live subscription may overlap: each event once
@@ -189,11 +211,13 @@ class RunState:
     # -- reading --------------------------------------------------------------
 
     def details(self) -> dict[str, StepDetail]:
+        self.fold()
         with self.lock:
             return {n: StepDetail(v.status, v.duration_ms, v.attempts) for n, v in self.steps.items()}
 
     @property
     def finished(self) -> bool:
+        self.fold()
         return self.status in ("succeeded", "failed", "cancelled", "interrupted")
 
     def counts(self) -> dict[str, int]:

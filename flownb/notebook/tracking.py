@@ -57,7 +57,7 @@ class Tracker:
                 self.pokes.pop(run_id, None)
 
     def _on_event(self, state: RunState, e: Event) -> None:
-        state.apply(e)
+        state.push(e)
         for hook in self.decisions.get(state.run_id, ()):
             hook(e)
         self.poke(state.run_id)

@@ -65,6 +65,7 @@ class LiveView:
         s = self.state
         if s.version == self._painted_version and self._final:
             return
+        s.fold()
         self._painted_version = s.version
         with s.lock:
             steps = {n: (v.status, v.attempts, v.duration_ms, v.error, v.reason, v.items_done, v.items)

@@ -124,7 +124,7 @@ class FlowMagics(Magics):
         print(_one_line(run))
         if run.status != "succeeded":
             raise UsageError(f"run {run.id} {run.status}: {run.error}")
-        return None
+        return run  # the view is on screen already; `run = %flow run --wait` keeps the handle
 
     def _flow_resume(self, args: argparse.Namespace) -> Any:
         run = self.session.resume(args.run, args.flow)

@@ -396,10 +396,9 @@ class RunExecution:
                 if isinstance(encoded, list)
                 else [(ctx.spec.name if ctx.step == ctx.spec.name else ctx.step, encoded)]
             )
-            hashes = []
-            for name, enc in parts:
-                self.recorder.output(ctx.step, name, enc)
-                hashes.append(enc.hash)
+            # the outputs travel in the step_finished event: one row a step, not two
+            payload["outputs"] = [self.recorder.output(ctx.step, name, enc) for name, enc in parts]
+            hashes = [enc.hash for _, enc in parts]
             payload["output_hash"] = hashes[0] if len(hashes) == 1 else digest(*hashes)
             if ctx.step == ctx.spec.name:
                 self.output_hashes[ctx.spec.name] = payload["output_hash"]
@@ -438,13 +437,17 @@ class RunExecution:
     def item_done(self, spec: StepSpec, step: str) -> None:
         self.recorder.commit()  # each item is checkpointed as it finishes
 
-    def fallback_used(self, spec: StepSpec, fallback_step: str, error: BaseException) -> None:
-        value_hash = self.output_hashes.get(spec.name)
+    def fallback_used(self, spec: StepSpec, fallback_step: str, error: BaseException, value: Any) -> None:
+        """The step succeeded through its fallback: its output is the fallback's, recorded
+        under the step's own name so that resume restores it."""
+        encoded = encode(value, step=spec.name)
+        self.output_hashes[spec.name] = encoded.hash
         self.recorder.emit(
             "step_finished", spec.name, attempt=self.next_attempt(spec.name), kind=spec.kind,
             status="succeeded", level=self.graph.levels.get(spec.name),
             reason=f"output from fallback {fallback_step!r}", error_type=type(error).__name__,
-            error=str(error), code_hash=spec.code_hash, output_hash=value_hash,
+            error=str(error), code_hash=spec.code_hash, output_hash=encoded.hash,
+            outputs=[self.recorder.output(spec.name, spec.name, encoded)],
         )  # fmt: skip
 
     def encode_output(self, spec: StepSpec, step: str, value: Any) -> list[tuple[str, Encoded]] | Encoded:
@@ -462,11 +465,11 @@ class RunExecution:
         self.output_hashes[spec.name] = output_hash
         attempt = self.next_attempt(spec.name)
         self.attempts[spec.name] = attempt
-        self.recorder.emit("output", spec.name, **value[1])
         self.recorder.emit(
             "step_finished", spec.name, attempt=attempt, kind=spec.kind, status="cached", cached=True,
             level=self.graph.levels.get(spec.name), input_hash=input_hash, output_hash=output_hash,
             reason=f"cached from run {source_run}", code_hash=spec.code_hash, duration_ms=0,
+            outputs=value[1],
         )  # fmt: skip
         return Outcome("cached", value[0])
 

@@ -48,7 +48,8 @@ class Recorder:
         return record
 
     def output(self, step: str, name: str, encoded: Encoded) -> dict[str, Any]:
-        """Record an output event (and its value beside it when it is not inline)."""
+        """An output's record for its ``step_finished`` event; its value is kept
+        inline when small, else beside it (``_values``, or a table of its own)."""
         payload: dict[str, Any] = {
             "name": name, "codec": encoded.codec, "size_bytes": encoded.size_bytes, "hash": encoded.hash,
         }  # fmt: skip
@@ -59,7 +60,6 @@ class Recorder:
             self._values.append(StoredValue(self.run_id, step, name, encoded))
         else:
             payload["value"] = encoded.inline
-        self.emit("output", step, **payload)
         return payload
 
     def commit(self) -> Future[None]:

@@ -65,8 +65,8 @@ def restore(store: Store, graph: Graph, run_id: str) -> Restored:
             out.status = p.get("status", out.status)
         elif e.event == "step_finished" and e.step:
             finished[e.step] = p
-        elif e.event == "output" and e.step:
-            outputs[(e.step, p["name"])] = p
+            for output in p.get("outputs") or ():
+                outputs[(e.step, output["name"])] = output
         elif e.event == "approval_requested" and e.step:
             out.requested.add(e.step)
         elif e.event == "approval_decided" and e.step and e.step not in out.decisions:
@@ -110,7 +110,7 @@ def _value(
 
 def find_cached(
     store: Store, flow: str, spec: StepSpec, input_hash: str, current_run: str
-) -> tuple[str, tuple[Any, dict[str, Any]], str] | None:
+) -> tuple[str, tuple[Any, list[dict[str, Any]]], str] | None:
     """An earlier success of the same step with the same inputs and code."""
     df = store.query(
         "SELECT s.run_id, s.output_hash FROM steps s JOIN runs r USING (run_id) "
@@ -121,8 +121,15 @@ def find_cached(
     if df.empty:
         return None
     run_id, output_hash = str(df.iloc[0]["run_id"]), str(df.iloc[0]["output_hash"])
-    events = [e for e in store.run_events(run_id) if e.event == "output" and e.step == spec.name]
-    if not events:
+    finished = [
+        e.payload for e in store.run_events(run_id)
+        if e.event == "step_finished" and e.step == spec.name and e.payload.get("outputs")
+    ]  # fmt: skip
+    if not finished:
         return None
-    payload = events[-1].payload
-    return run_id, (store.load_value(run_id, spec.name, payload["name"], payload), payload), output_hash
+    outputs: list[dict[str, Any]] = finished[-1]["outputs"]
+    if spec.output_names:
+        value: Any = {o["name"]: store.load_value(run_id, spec.name, o["name"], o) for o in outputs}
+    else:
+        value = store.load_value(run_id, spec.name, outputs[0]["name"], outputs[0])
+    return run_id, (value, outputs), output_hash

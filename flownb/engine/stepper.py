@@ -199,7 +199,10 @@ async def _fallback(
         value = await _attempts(ex, fb_spec, step, {**scope, "error": error}, input_hash)
     except _AttemptFailed as failed:
         return Outcome("failed", error=named_error(ex, spec.name, failed.error))
-    ex.fallback_used(spec, step, error)
+    try:
+        ex.fallback_used(spec, step, error, value)
+    except Exception as exc:  # noqa: BLE001  (an unstorable fallback value fails the step)
+        return Outcome("failed", error=named_error(ex, spec.name, exc))
     return Outcome("succeeded", value, reason=f"output from fallback {step!r}")
 
 

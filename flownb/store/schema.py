@@ -106,9 +106,12 @@ SELECT r.run_id, r.step, r.requested_at, d.decided_at, d.decision, d.decided_by,
 FROM requested r LEFT JOIN decided d USING (run_id, step);
 
 CREATE OR REPLACE VIEW outputs AS
-SELECT run_id, step, payload->>'name' AS name, payload->>'codec' AS codec,
-       CAST(payload->>'size_bytes' AS BIGINT) AS size_bytes, payload->>'hash' AS hash,
-       payload->>'table' AS table_name
-FROM events WHERE event = 'output'
-QUALIFY row_number() OVER (PARTITION BY run_id, step, payload->>'name' ORDER BY seq DESC) = 1;
+WITH recorded AS (
+    SELECT run_id, step, seq, unnest(json_extract(payload, '$.outputs[*]')) AS o
+    FROM events WHERE event = 'step_finished' AND json_extract(payload, '$.outputs') IS NOT NULL)
+SELECT run_id, step, o->>'name' AS name, o->>'codec' AS codec,
+       CAST(o->>'size_bytes' AS BIGINT) AS size_bytes, o->>'hash' AS hash,
+       o->>'table' AS table_name
+FROM recorded
+QUALIFY row_number() OVER (PARTITION BY run_id, step, o->>'name' ORDER BY seq DESC) = 1;
 """  # noqa: S608  (built from a constant, not user input)

@@ -58,7 +58,7 @@ def test_run_with_typed_params_and_approve_all(env: dict[str, str], tmp_path: Pa
     assert "succeeded" in done.stdout
     out = flownb("sql", "SELECT step, stdout FROM steps WHERE step = 'ship'", "--json", env=env, cwd=tmp_path)
     assert json.loads(out.stdout) == [{"step": "ship", "stdout": "shipping 42\n"}]
-    kinds = flownb("sql", "SELECT payload->>'value' AS v FROM events WHERE event='output' AND step='kinds'", "--csv",
+    kinds = flownb("sql", "SELECT json_extract_string(payload, '$.outputs[0].value') AS v FROM events WHERE event='step_finished' AND step='kinds'", "--csv",
                    env=env, cwd=tmp_path)  # fmt: skip
     assert json.loads(kinds.stdout.splitlines()[1].strip('"').replace('""', '"')) == {
         "n": "int", "ratio": "float", "on": "bool", "tags": "list", "name": "str",

@@ -114,3 +114,28 @@ def test_secret_looking_params_are_redacted_and_can_be_given_again_on_resume(db:
     assert "s3cret" not in recorded and "[redacted]" in recorded and "eu" in recorded
     assert flow.resume(first.id, params={"api_token": "s3cret"}).wait(60).status == "succeeded"
     assert seen == ["s3cret", "s3cret"]
+
+
+def test_a_fallback_output_is_restored_on_resume(db: str) -> None:
+    flow = flownb.Flow("fallback_resume", db=db)
+    calls: list[str] = []
+
+    @flow.step(fallback=lambda: "from fallback")
+    def primary() -> str:
+        calls.append("primary")
+        raise ConnectionError("down")
+
+    @flow.step
+    def after(primary: str) -> str:
+        calls.append("after")
+        if calls.count("after") == 1:
+            raise RuntimeError("first time fails")
+        return primary.upper()
+
+    first = flow.run().wait(60)
+    assert first.status == "failed"
+    again = flow.resume(first.id).wait(60)
+    assert again.outputs["after"] == "FROM FALLBACK"
+    assert calls == ["primary", "after", "after"]  # primary succeeded via its fallback: not run again
+    out = flownb.sql("SELECT step, name, codec FROM outputs WHERE run_id = ? ORDER BY step", db=db, params=[first.id])
+    assert list(out["step"]) == ["after", "primary", "primary.fallback"]

@@ -40,6 +40,10 @@ class StepLog:
         if self.on_write is not None:
             self.on_write(stream, text)
 
+    @property
+    def written(self) -> bool:
+        return bool(self._sizes["stdout"] or self._sizes["stderr"])
+
     def text(self, stream: str) -> str:
         with self._lock:
             out = "".join(self._parts[stream])

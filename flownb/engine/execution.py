@@ -87,6 +87,7 @@ class RunExecution:
         self._step_tasks: dict[str, asyncio.Task[Outcome]] = {}
         #: plain synchronous steps in flight by the fast path (see fastpath.py)
         self.fast_running: dict[str, StepContext] = {}
+        self._fast: dict[str, bool] = {}
         self._children: set[RunExecution] = set()
         self._finished = asyncio.Event()
         self._params_json = json.dumps(_jsonable(params), sort_keys=True)
@@ -213,7 +214,10 @@ class RunExecution:
             if not gate:
                 self._running += 1
             self.step_status[name] = "running"
-            if fastpath.eligible(self, self.graph.specs[name]):
+            fast = self._fast.get(name)
+            if fast is None:
+                fast = self._fast[name] = fastpath.eligible(self, self.graph.specs[name])
+            if fast:
                 fastpath.start(self, name)
                 continue
             task = asyncio.get_running_loop().create_task(run_step(self, name))
@@ -370,16 +374,17 @@ class RunExecution:
     ) -> None:  # fmt: skip
         payload: dict[str, Any] = {
             "attempt": ctx.attempt, "kind": ctx.spec.kind, "status": status,
-            "level": self.graph.levels.get(ctx.spec.name), "started_at": started.isoformat(),
+            "level": self.graph.levels.get(ctx.spec.name), "started_at": started.timestamp(),
             "duration_ms": round((time.perf_counter() - t0) * 1000, 3), "input_hash": input_hash,
             "code_hash": ctx.spec.code_hash,
         }  # fmt: skip
-        out = ctx.log.text("stdout")
-        err = ctx.log.text("stderr")
-        if out:
-            payload["stdout"] = out
-        if err:
-            payload["stderr"] = err
+        if ctx.log.written:
+            out = ctx.log.text("stdout")
+            err = ctx.log.text("stderr")
+            if out:
+                payload["stdout"] = out
+            if err:
+                payload["stderr"] = err
         if error is not None:
             payload["error_type"] = type(error).__name__
             payload["error"] = str(error) or type(error).__name__

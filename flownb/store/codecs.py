@@ -15,6 +15,8 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from flownb.errors import OutputNotStorable
 
 INLINE_LIMIT = 64 * 1024
@@ -35,9 +37,8 @@ class Encoded:
 
 def encode(value: Any, *, step: str = "?") -> Encoded:
     """Encode a step's output, or raise OutputNotStorable naming the step."""
-    if _is_plain(value):
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        data = text.encode()
+    data = _plain_json(value)
+    if data is not None:
         h = _hash(data)
         if len(data) <= INLINE_LIMIT:
             return Encoded("json", len(data), h, inline=value)
@@ -75,6 +76,16 @@ def decode(codec: str, *, inline: Any = None, blob: bytes | None = None, table: 
     if codec == "arrow":
         return table
     raise ValueError(f"unknown codec {codec!r}")
+
+
+def _plain_json(value: Any) -> bytes | None:
+    """The JSON of a value JSON keeps exactly, or None (orjson refuses ints past 64 bits)."""
+    if not _is_plain(value):
+        return None
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return None
 
 
 def _is_plain(value: Any, depth: int = 0) -> bool:

@@ -252,7 +252,7 @@ class RunExecution:
                 self._skip_downstream(name, f"upstream step {name!r} failed")
         elif outcome.status == "skipped":
             self._skip_downstream(name, f"upstream step {name!r} was skipped")
-        self.recorder.commit()
+        self.recorder.commit(urgent=False)
         self._close(name)
 
     def _succeed(self, name: str, outcome: Outcome) -> None:
@@ -260,8 +260,8 @@ class RunExecution:
         self.step_status[name] = outcome.status
         for listener in self.output_listeners:
             listener(self, name, outcome.value)
-        commit = self.recorder.commit()
         children = self.graph.dependents.get(name, ())
+        commit = self.recorder.commit(urgent=bool(children) and self.flow.durability == "sync")
         if self.flow.durability == "sync" and children and not commit.done():
             # committed before any dependent starts: release them from the commit's callback
             loop = asyncio.get_running_loop()
@@ -413,7 +413,7 @@ class RunExecution:
         if step in self.step_status:
             self.step_status[step] = "retrying"
         self.recorder.emit("step_retrying", step, attempt=attempt, delay_s=round(delay, 4), error=str(exc))
-        self.recorder.commit()
+        self.recorder.commit(urgent=False)
 
     def skip(self, name: str, reason: str) -> Outcome:
         self.step_status[name] = "skipped"
@@ -440,7 +440,7 @@ class RunExecution:
         self.attempt_finished(ctx, started, t0, "succeeded", input_hash, encoded=encode(value, step=spec.name))
 
     def item_done(self, spec: StepSpec, step: str) -> None:
-        self.recorder.commit()  # each item is checkpointed as it finishes
+        self.recorder.commit(urgent=False)  # each item is checkpointed as it finishes
 
     def fallback_used(self, spec: StepSpec, fallback_step: str, error: BaseException, value: Any) -> None:
         """The step succeeded through its fallback: its output is the fallback's, recorded

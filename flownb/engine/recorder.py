@@ -4,6 +4,8 @@ Events emitted during one turn of the engine's loop are submitted together:
 a wide wave of steps finishing at once shares one commit. An attempt's start
 is committed with the next completion, or at the latest ``LAZY_FLUSH`` seconds
 after it was emitted, so that a fast chain of steps costs one commit a step.
+An attempt that ends before its start was submitted is written as its end
+alone, which carries ``started_at``: listeners still hear both.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ class Recorder:
         self.store = store
         self.run_id = run_id
         self._seq = next_seq
-        self._events: list[Event] = []
+        self._events: list[Event | None] = []
+        #: (step, attempt) -> index in _events of a start not yet submitted
+        self._starts: dict[tuple[str, int], int] = {}
         self._values: list[StoredValue] = []
         self._future: Future[None] | None = None
         self._lazy: asyncio.TimerHandle | None = None
+        self._urgent = False
         self.listeners: list[Listener] = []
         #: the first write that failed: the run reports it instead of succeeding
         self.write_error: BaseException | None = None
@@ -39,6 +44,14 @@ class Recorder:
     def emit(self, event: str, step: str | None = None, **payload: Any) -> Event:
         record = Event(self.run_id, self._seq, event, step, payload)
         self._seq += 1
+        if step is not None and event in ("step_started", "step_finished"):
+            key = (step, payload.get("attempt", 0))
+            if event == "step_started":
+                self._starts[key] = len(self._events)
+            else:
+                at = self._starts.pop(key, None)
+                if at is not None:
+                    self._events[at] = None  # the end record says when it started
         self._events.append(record)
         for listener in self.listeners:
             try:
@@ -62,8 +75,14 @@ class Recorder:
             payload["value"] = encoded.inline
         return payload
 
-    def commit(self) -> Future[None]:
-        """Submit what was emitted, at the end of this loop turn; done once committed."""
+    def commit(self, *, urgent: bool = True) -> Future[None]:
+        """Submit what was emitted, at the end of this loop turn; done once committed.
+
+        ``urgent=False`` says nobody waits for it (a completion without dependents,
+        a retry notice): the store may hold it a few milliseconds to commit it
+        with others, so that a wide wave costs a few large commits, not many small.
+        """
+        self._urgent = self._urgent or urgent
         if self._future is None:
             self._future = Future()
             _loop().call_soon(self._flush)
@@ -79,13 +98,16 @@ class Recorder:
             self._lazy.cancel()
             self._lazy = None
         future, self._future = self._future, None
-        events, self._events = self._events, []
+        urgent, self._urgent = self._urgent, False
+        events = [e for e in self._events if e is not None]
+        self._events = []
+        self._starts.clear()
         values, self._values = self._values, []
         if not events and not values:
             if future is not None:
                 future.set_result(None)
             return
-        submitted = self.store.submit(events, values)
+        submitted = self.store.submit(events, values, urgent=urgent)
         submitted.add_done_callback(self._check)
         if future is not None:
             submitted.add_done_callback(lambda f: _copy(f, future))

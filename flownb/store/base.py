@@ -69,7 +69,10 @@ class Store(ABC):
     path: str
 
     @abstractmethod
-    def submit(self, events: list[Event], values: list[StoredValue] | None = None) -> Future[None]: ...
+    def submit(
+        self, events: list[Event], values: list[StoredValue] | None = None, *, urgent: bool = True
+    ) -> Future[None]:
+        """Queue records; ``urgent=False`` lets the store gather them with others first."""
 
     @abstractmethod
     def flush(self, timeout: float | None = None) -> None:

@@ -37,16 +37,19 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
+GATHER_SECONDS = 0.02
+GATHER_EVENTS = 5000
 _STOP = object()
 
 
 class _Write:
-    __slots__ = ("events", "future", "values")
+    __slots__ = ("events", "future", "urgent", "values")
 
-    def __init__(self, events: list[Event], values: list[StoredValue], future: Future[None]) -> None:
+    def __init__(self, events: list[Event], values: list[StoredValue], future: Future[None], urgent: bool) -> None:
         self.events = events
         self.values = values
         self.future = future
+        self.urgent = urgent
 
 
 class _Call:
@@ -76,9 +79,11 @@ class DuckDBStore(Store):
 
     # -- the interface ------------------------------------------------------
 
-    def submit(self, events: list[Event], values: list[StoredValue] | None = None) -> Future[None]:
+    def submit(
+        self, events: list[Event], values: list[StoredValue] | None = None, *, urgent: bool = True
+    ) -> Future[None]:
         future: Future[None] = Future()
-        self._queue.put(_Write(events, values or [], future))
+        self._queue.put(_Write(events, values or [], future, urgent))
         return future
 
     def flush(self, timeout: float | None = None) -> None:
@@ -171,17 +176,32 @@ class DuckDBStore(Store):
             except queue.Empty:
                 self._release()
                 continue
-            batch = [first]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._gather(first)
             stop = any(op is _STOP for op in batch)
             self._handle([op for op in batch if op is not _STOP])
             if stop:
                 self._release()
                 return
+
+    def _gather(self, first: Any) -> list[Any]:
+        """Everything queued; and when nobody waits for it, what comes in the next
+        ``GATHER_SECONDS`` too (one commit costs about as much as a thousand rows)."""
+        batch = [first]
+        deadline = time.monotonic() + GATHER_SECONDS
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            relaxed = all(isinstance(op, _Write) and not op.urgent for op in batch)
+            left = deadline - time.monotonic()
+            if not relaxed or left <= 0 or sum(len(op.events) for op in batch) >= GATHER_EVENTS:
+                return batch
+            try:
+                batch.append(self._queue.get(timeout=left))
+            except queue.Empty:
+                return batch
 
     def _handle(self, batch: list[Any]) -> None:
         try:

@@ -30,7 +30,9 @@ class MemoryStore(Store):
         self._done: Future[None] = Future()
         self._done.set_result(None)
 
-    def submit(self, events: list[Event], values: list[StoredValue] | None = None) -> Future[None]:
+    def submit(
+        self, events: list[Event], values: list[StoredValue] | None = None, *, urgent: bool = True
+    ) -> Future[None]:
         with self._lock:
             for v in values or []:
                 self._values[(v.run_id, v.step, v.name)] = v

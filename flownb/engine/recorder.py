@@ -83,10 +83,15 @@ class Recorder:
         with others, so that a wide wave costs a few large commits, not many small.
         """
         self._urgent = self._urgent or urgent
-        if self._future is None:
-            self._future = Future()
-            _loop().call_soon(self._flush)
-        return self._future
+        future = self._future
+        if future is None:
+            future = self._future = Future()
+            if not urgent:
+                _loop().call_soon(self._flush)
+                return future
+        if urgent:  # someone waits: the writer gathers what else is queued anyway
+            self._flush()
+        return future
 
     def soon(self) -> None:
         """Make sure what was emitted is committed within ``LAZY_FLUSH`` seconds."""

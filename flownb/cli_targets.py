@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import runpy
 import sys
@@ -26,6 +25,8 @@ class TargetError(FlownbError):
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
     """``k=v`` pairs; values typed as int, float, bool or JSON when they parse, else strings."""
+    from flownb.notebook.args import typed  # the same typing as %flow run --param
+
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -33,23 +34,6 @@ def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
             raise TargetError(f"--param {pair!r} is not of the form key=value")
         params[key.strip()] = typed(raw)
     return params
-
-
-def typed(raw: str) -> Any:
-    low = raw.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for convert in (int, float):
-        try:
-            return convert(raw)
-        except ValueError:
-            pass
-    if raw[:1] in "[{\"":
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            pass
-    return raw
 
 
 @dataclass

@@ -7,8 +7,9 @@ only ever passed *into* a template as context, never rendered *as* one.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -68,29 +69,29 @@ def render(text: str, context: Mapping[str, Any], *, quote: Callable[[Any], str]
     single = _SINGLE_EXPRESSION.match(text)
     if single and quote is None:
         return evaluate(single.group("expr"), context)
-    try:
+    with _explained("template", text):
         if quote is not None:
-            env = _quoting_env(quote)
-            return env.from_string(text).render(context)
+            return _quoting_env(quote).from_string(text).render(context)
         return _compile_template(text).render(context)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template {text!r} does not parse: {exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {text!r}: {exc.message}") from None
-    except jinja2.exceptions.SecurityError as exc:
-        raise TemplateError(f"template {text!r} was refused by the sandbox: {exc}") from None
 
 
 def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
     """Evaluate one expression (``when``, ``foreach``, ``repeat_until``)."""
-    try:
+    with _explained("expression", expr):
         return _compile_expression(expr.strip())(**context)
+
+
+@contextlib.contextmanager
+def _explained(what: str, text: str) -> Iterator[None]:
+    """Jinja's errors as TemplateError, quoting the template or expression."""
+    try:
+        yield
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"expression {expr!r} does not parse: {exc.message}") from None
+        raise TemplateError(f"{what} {text!r} does not parse: {exc.message}") from None
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"expression {expr!r}: {exc.message}") from None
+        raise TemplateError(f"{what} {text!r}: {exc.message}") from None
     except jinja2.exceptions.SecurityError as exc:
-        raise TemplateError(f"expression {expr!r} was refused by the sandbox: {exc}") from None
+        raise TemplateError(f"{what} {text!r} was refused by the sandbox: {exc}") from None
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:

@@ -213,7 +213,11 @@ class RunState:
     def details(self) -> dict[str, StepDetail]:
         self.fold()
         with self.lock:
-            return {n: StepDetail(v.status, v.duration_ms, v.attempts) for n, v in self.steps.items()}
+            return self.details_locked()
+
+    def details_locked(self) -> dict[str, StepDetail]:
+        """The picture's view of the steps; the caller holds ``lock``."""
+        return {n: StepDetail(v.status, v.duration_ms, v.attempts) for n, v in self.steps.items()}
 
     @property
     def finished(self) -> bool:

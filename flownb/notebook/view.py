@@ -14,12 +14,13 @@ import ipywidgets as widgets
 
 from flownb.notebook.cards import CardWidget, Decide
 from flownb.notebook.painter import PAINTER, Painter
-from flownb.render.picture import format_duration, layout_for
+from flownb.render.picture import StepDetail, format_duration, layout_for
 
 if TYPE_CHECKING:
     from flownb.model.flow import Graph
     from flownb.notebook.state import RunState
 
+_FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 _DONE = ("succeeded", "cached", "skipped", "failed", "cancelled")
 _STATUS_COLOR = {"succeeded": "#15803d", "failed": "#b91c1c", "cancelled": "#6b7280", "waiting": "#c2410c",
                  "running": "#1d4ed8", "interrupted": "#b45309"}  # fmt: skip
@@ -66,14 +67,23 @@ class LiveView:
         if s.version == self._painted_version and self._final:
             return
         s.fold()
-        self._painted_version = s.version
+        # one snapshot for the whole frame: picture, header and summary agree
         with s.lock:
+            self._painted_version = s.version
             steps = {n: (v.status, v.attempts, v.duration_ms, v.error, v.reason, v.items_done, v.items)
                      for n, v in s.steps.items()}  # fmt: skip
             status, error, duration = s.status, s.error, s.duration_ms
             cards = [(c.step, c) for c in s.cards.values()]
             logs = {n: (len(v.log), v.log_chars, len(v.displays)) for n, v in s.steps.items() if v.log or v.displays}
-        self._paint_picture()
+            details = s.details_locked()
+        finished = status in _FINISHED
+        if finished:  # steps that never started did not run: say so, not "pending"
+            ended = "cancelled" if status in ("failed", "cancelled") else "pending"
+            steps = {n: (ended, v[1], v[2], v[3], v[4], v[5], v[6]) if v[0] in ("pending", "running") else v
+                     for n, v in steps.items()}  # fmt: skip
+            details = {n: StepDetail(steps[n][0], d.duration_ms, d.attempts) if n in steps else d
+                       for n, d in details.items()}  # fmt: skip
+        self._paint_picture(details)
         done = sum(1 for n in self.graph.deps if steps.get(n, ("pending",))[0] in _DONE)
         counts: dict[str, int] = {}
         for st, *_ in steps.values():
@@ -91,14 +101,14 @@ class LiveView:
         )
         self._paint_cards(cards)
         self._paint_panels(logs, steps)
-        if s.finished and not self._final:
+        if finished and not self._final:
             self._final = True
             self.summary.value = _summary(steps, self.graph)
             if self._on_finished is not None:
                 self._on_finished(self)
 
-    def _paint_picture(self) -> None:
-        svg = layout_for(self.graph).fill(self.state.details())
+    def _paint_picture(self, details: dict[str, StepDetail]) -> None:
+        svg = layout_for(self.graph).fill(details)
         if svg != self.picture.value:
             self.picture.value = svg
 

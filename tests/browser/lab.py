@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -55,7 +56,7 @@ def ensure_chromium() -> Path:
     if os.geteuid() != 0:
         raise RuntimeError(f"{CHROMIUM} is missing; as root run: apt-get update && apt-get install -y chromium")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", "chromium"]):
+    for cmd in ([apt, "update"], [apt, "install", "-y", "chromium"]):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
         if done.returncode != 0:
             raise RuntimeError(
@@ -130,15 +131,26 @@ class JupyterLab:
                 raise RuntimeError(f"JupyterLab did not answer within {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
             time.sleep(0.3)
 
-    def kernels(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(self.url("api/kernels"), timeout=10) as r:
-            return list(json.load(r))
+    def _api(self, method: str, path: str) -> Any:
+        req = urllib.request.Request(  # 127.0.0.1 only
+            f"http://127.0.0.1:{self.port}/{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        """Shut every kernel down and wait for it: a kernel holds the store's lock until it exits."""
+        for kernel in self._api("GET", "api/kernels"):
+            self._api("DELETE", f"api/kernels/{kernel['id']}")
 
     def stop(self) -> None:
-        """Shut the server down (and with it its kernels); kill it if it does not go."""
+        """Shut the kernels, then the server down; kill the server if it does not go."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            with contextlib.suppress(urllib.error.URLError, OSError):  # the SIGINTs below shut kernels down too
+                self.shutdown_kernels()
             # SIGINT twice is jupyter_server's "shut down without asking": kernels are shut down too
             self.proc.send_signal(signal.SIGINT)
             time.sleep(0.2)

@@ -7,6 +7,7 @@ Only the painter thread changes these widgets, from a snapshot of the run's
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,9 @@ class LiveView:
         self.state = state
         self.graph = graph
         self.painter = painter or PAINTER
-        self.next_paint = 0.0
+        # the first frame waits one interval too: events of a run's first moments
+        # (its start, a wave of quick steps) then cost one paint, not several
+        self.next_paint = time.monotonic() + self.painter.min_interval
         self._decide = decide
         self._on_finished = on_finished
         self.header = widgets.HTML()

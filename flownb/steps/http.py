@@ -23,6 +23,7 @@ import asyncio
 import email.utils
 import json as jsonlib
 import os
+import re
 import time
 import weakref
 from collections.abc import Iterable, Mapping
@@ -269,6 +270,14 @@ def _client(ctx: StepContext) -> httpx.AsyncClient:
     return client
 
 
+_WORD = re.compile(r"(?:\{\{.*?\}\}|\{%.*?%\}|\S)+")
+
+
+def _words(line: str) -> list[str]:
+    """A line's words, a template tag with spaces inside counting as part of one."""
+    return _WORD.findall(line)
+
+
 def parse_http_request(text: str) -> dict[str, Any]:
     """Options of an http step from a request in the ``.http`` file form.
 
@@ -285,7 +294,8 @@ def parse_http_request(text: str) -> dict[str, Any]:
         i += 1
     if i == len(lines):
         raise ValueError("an http request needs a request line, e.g. 'GET https://example.com/'")
-    parts = lines[i].split()
+    # template tags may hold spaces ({{ params.base }}/x): split around them, not inside
+    parts = _words(lines[i])
     i += 1
     if parts[0].upper() in METHODS and len(parts) >= 2:
         method, url = parts[0].upper(), parts[1]

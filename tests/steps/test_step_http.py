@@ -204,3 +204,13 @@ def test_parsed_request_runs_as_a_step(flow: flownb.Flow, http_server: HttpServe
     run = flow.run(params={"who": "ada"}).wait(60)
     echoed = run.outputs["req"]["json"]
     assert echoed["headers"]["x-who"] == "ada" and echoed["body"] == "hello ada"
+
+
+def test_http_file_form_keeps_template_tags_with_spaces_whole() -> None:
+    from flownb.steps.http import parse_http_request
+
+    assert parse_http_request("GET {{ params.base }}/users?x={{ params.x | default(1) }} HTTP/1.1\nAccept: json") == {
+        "method": "GET",
+        "url": "{{ params.base }}/users?x={{ params.x | default(1) }}",
+        "headers": {"Accept": "json"},
+    }

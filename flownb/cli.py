@@ -14,7 +14,6 @@ from typing import Any
 
 from flownb.errors import FlownbError
 
-EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 

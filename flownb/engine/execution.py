@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from flownb.model.flow import Flow, Graph
 
 MAX_DEPTH = 5
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 DONE_STEP = frozenset({"succeeded", "cached", "skipped"})
 
 

@@ -33,8 +33,6 @@ class Restored:
     attempts: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)
     requested: set[str] = field(default_factory=set)
-    rerun: set[str] = field(default_factory=set)
-    """Steps that succeeded before but run again because their code changed."""
     next_seq: int = 1
     parent_run_id: str | None = None
 
@@ -82,7 +80,6 @@ def restore(store: Store, graph: Graph, run_id: str) -> Restored:
     succeeded = {s for s, p in finished.items() if p.get("status") in SUCCESS and s in graph.deps}
     changed = {s for s in succeeded if finished[s].get("code_hash") != graph.specs[s].code_hash}
     stale = changed | downstream(graph.deps, changed)
-    out.rerun = changed
     for step in sorted(succeeded - stale):
         out.outputs[step] = _value(store, run_id, graph.specs[step], step, outputs)
         out.output_hashes[step] = finished[step].get("output_hash") or ""

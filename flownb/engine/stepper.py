@@ -14,14 +14,12 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from flownb.engine.capture import StepLog
 from flownb.engine.context import StepContext
 from flownb.errors import ApprovalRejected, FlownbError, StepFailed, StepTimeout, TemplateError
 from flownb.model import templates
 from flownb.model.hashing import digest
 from flownb.model.kinds import get_kind
 from flownb.model.spec import StepSpec
-from flownb.store.base import utcnow
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
@@ -240,10 +238,3 @@ def _json(value: Any) -> str:
         return json.dumps(value, sort_keys=True, default=repr)
     except (TypeError, ValueError):
         return repr(value)
-
-
-def new_log(on_write: Any) -> StepLog:
-    return StepLog(on_write)
-
-
-__all__ = ["Outcome", "format_error", "run_step", "utcnow"]

@@ -29,8 +29,7 @@ class Graph:
         self.flow = flow
         self.specs = specs
         fallbacks = {s.fallback for s in specs.values() if isinstance(s.fallback, str)}
-        #: steps that run only in place of a failed step, never on their own
-        self.fallback_steps = frozenset(fallbacks)
+        # steps that run only in place of a failed step are not scheduled on their own
         self.deps = {n: s.deps for n, s in specs.items() if n not in fallbacks}
         self.levels = dag.levels(self.deps)
         self.dependents = dag.dependents_of(self.deps)

@@ -71,11 +71,6 @@ def get_kind(name: str, *, step: str | None = None) -> StepKind:
         ) from None
 
 
-def kind_names() -> list[str]:
-    import flownb.steps  # noqa: F401
-
-    return sorted(_KINDS)
-
 
 def check_options(kind: StepKind, step: str, options: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and refuse unknown or missing options, naming the step."""

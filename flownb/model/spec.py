@@ -24,9 +24,6 @@ class RetryPolicy:
     jitter: float = 0.0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
 
-    def should_retry(self, attempt: int, error: BaseException) -> bool:
-        return attempt <= self.retries and isinstance(error, self.retry_on)
-
     def delay(self, attempt: int, *, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if self.backoff == "constant":

@@ -21,8 +21,6 @@ from flownb.errors import TemplateError
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
-#: names every template may use without them being step dependencies
-CONTEXT_NAMES = frozenset({"params", "item", "index", "run"})
 
 
 def is_template(text: str) -> bool:

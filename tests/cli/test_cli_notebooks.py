@@ -66,3 +66,24 @@ def test_bad_notebooks_are_one_line_and_exit_two(tmp_path: Path, cells: list[str
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_resume_reloads_the_notebook_the_run_recorded(tmp_path: Path) -> None:
+    flag = tmp_path / "broken.flag"
+    flag.write_text("yes")
+    notebook(
+        tmp_path / "etl.ipynb",
+        "%load_ext flownb",
+        "from pathlib import Path",
+        f"%%step extract\nextract = [3, 1, 2]\nwith open({str(tmp_path / 'extract.log')!r}, 'a') as _f:\n    _f.write('ran\\n')",
+        f"%%step load\nif Path({str(flag)!r}).exists():\n    raise RuntimeError('warehouse down')\nload = sorted(extract)",
+    )
+    first = flownb(tmp_path, "run", "etl.ipynb")
+    assert first.returncode == 1
+    run_id = first.stdout.split("flownb resume ")[1].split()[0]
+    flag.unlink()
+    again = flownb(tmp_path, "resume", run_id[:8])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "extract.log").read_text() == "ran\n"  # restored, not run again
+    out = flownb(tmp_path, "sql", "SELECT status FROM runs", "--json")
+    assert json.loads(out.stdout) == [{"status": "succeeded"}]

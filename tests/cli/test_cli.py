@@ -134,3 +134,13 @@ def test_history_lists_runs(env: dict[str, str], tmp_path: Path) -> None:
     flownb("run", "pipeline.py:flow", "--param", "n=2", "--approve", "gate", env=env, cwd=tmp_path)
     listed = flownb("history", env=env, cwd=tmp_path)
     assert listed.returncode == 0 and "pipe" in listed.stdout and "succeeded" in listed.stdout
+
+
+def test_show_writes_the_run_picture(env: dict[str, str], tmp_path: Path) -> None:
+    done = flownb("run", "pipeline.py:flow", "--param", "n=3", "--approve", "all", env=env, cwd=tmp_path)
+    run_id = re.search(r"run (\w+) succeeded", done.stdout).group(1)  # type: ignore[union-attr]
+    shown = flownb("show", run_id, "--svg", "run.svg", env=env, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "double" in shown.stdout and "succeeded" in shown.stdout
+    svg = (tmp_path / "run.svg").read_text()
+    assert svg.lstrip().startswith("<svg") and "ship" in svg and "succeeded" in svg

@@ -43,13 +43,13 @@ import atexit
 import contextlib
 import inspect
 import re
-import sys
 import threading
 import uuid
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
+from flownb.engine import capture
+from flownb.engine.capture import CURRENT_LOG, StepLog
 from flownb.errors import FlowDefinitionError, FlownbError
 
 if TYPE_CHECKING:
@@ -97,69 +97,11 @@ class _Done:
     output: _Output
 
 
-class _Capture:
-    """One task's writes, bounded like the step log (so a chatty step cannot fill the worker)."""
-
-    limit = 1_000_000  # characters per stream, as the store keeps
-
-    def __init__(self) -> None:
-        self.parts: tuple[list[str], list[str]] = ([], [])
-        self.sizes = [0, 0]
-
-    def write(self, index: int, text: str) -> None:
-        if self.sizes[index] < self.limit:
-            self.parts[index].append(text)
-        self.sizes[index] += len(text)
-
-    def output(self) -> _Output:
-        out, err = ("".join(p)[: self.limit] for p in self.parts)
-        return _Output(out, err)
-
-
-#: the capture of the task running in the current worker thread (None: not a flownb task)
-_TASK_OUTPUT: ContextVar[_Capture | None] = ContextVar("flownb_dask_output", default=None)
 _ERRATTR = "_flownb_worker_output"
-_install_lock = threading.Lock()
 
 
-class _WorkerStream:
-    """Stands in for ``sys.stdout``/``sys.stderr`` on a worker.
-
-    Writes from a thread running a flownb task go to that task's capture; all
-    other writes (the worker's own, other libraries') go to the wrapped stream.
-    A per-thread ContextVar, not ``contextlib.redirect_stdout``, so that tasks
-    running side by side on one worker's threads never swap their outputs.
-    """
-
-    def __init__(self, stream: TextIO, index: int) -> None:
-        self._stream = stream
-        self._index = index  # 0: stdout, 1: stderr
-
-    def write(self, text: str) -> int:
-        capture = _TASK_OUTPUT.get()
-        if capture is None:
-            return self._stream.write(text)
-        capture.write(self._index, text)
-        return len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if _TASK_OUTPUT.get() is None:
-            self._stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def _install_worker_streams() -> None:
-    with _install_lock:
-        for index, name in enumerate(("stdout", "stderr")):
-            current = getattr(sys, name)
-            if current is not None and not isinstance(current, _WorkerStream):
-                setattr(sys, name, _WorkerStream(current, index))
+def _output(log: StepLog) -> _Output:
+    return _Output(log.text("stdout"), log.text("stderr"))
 
 
 def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any]) -> _Done:
@@ -170,20 +112,22 @@ def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any]) -> _Done:
     On an exception, the output captured so far rides on the exception itself
     (exceptions pickle their ``__dict__``), so a failed attempt keeps its log.
     """
-    _install_worker_streams()
-    capture = _Capture()
-    token = _TASK_OUTPUT.set(capture)
+    # the engine's own stdout proxy, on the worker: tasks side by side on one
+    # worker's threads never swap their outputs
+    capture.install()
+    log = StepLog()
+    token = CURRENT_LOG.set(log)
     try:
         value = fn(**kwargs)
         if inspect.isawaitable(value):
             value = asyncio.run(_await(value))
     except BaseException as exc:
         with contextlib.suppress(Exception):  # an exception without a __dict__ just loses its log
-            setattr(exc, _ERRATTR, capture.output())
+            setattr(exc, _ERRATTR, _output(log))
         raise
     finally:
-        _TASK_OUTPUT.reset(token)
-    return _Done(value, capture.output())
+        CURRENT_LOG.reset(token)
+    return _Done(value, _output(log))
 
 
 async def _await(awaitable: Any) -> Any:

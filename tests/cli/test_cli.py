@@ -49,6 +49,25 @@ def flownb(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> 
     )
 
 
+def start_waiting_run(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[str], list[str], str]:
+    """Start `flownb run` in the background; return it once it says how to decide its gate."""
+    first = subprocess.Popen(
+        [sys.executable, "-m", "flownb.cli", "run", "pipeline.py:flow", "--param", "n=1"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert first.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = first.stdout.readline()
+        assert line, "the run ended before waiting: " + "".join(lines)
+        lines.append(line)
+        found = re.search(r"flownb approve (\w+) gate", line)
+        if found:
+            return first, lines, found.group(1)
+    raise AssertionError("the run never waited: " + "".join(lines))
+
+
 def test_run_with_typed_params_and_approve_all(env: dict[str, str], tmp_path: Path) -> None:
     done = flownb(
         "run", "pipeline.py:flow", "--param", "n=21", "--param", "ratio=0.5", "--param", "on=true",
@@ -66,20 +85,7 @@ def test_run_with_typed_params_and_approve_all(env: dict[str, str], tmp_path: Pa
 
 
 def test_a_second_process_approves_while_the_first_waits(env: dict[str, str], tmp_path: Path) -> None:
-    first = subprocess.Popen(
-        [sys.executable, "-m", "flownb.cli", "run", "pipeline.py:flow", "--param", "n=1"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert first.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    command = None
-    while time.monotonic() < deadline and command is None:
-        line = first.stdout.readline()
-        lines.append(line)
-        found = re.search(r"flownb approve (\w+) gate", line)
-        command = found.group(1) if found else None
-    assert command, "".join(lines)
+    first, lines, command = start_waiting_run(env, tmp_path)
     decided = flownb("approve", command, "gate", "--comment", "go", "--by", "ops", env=env, cwd=tmp_path)
     assert decided.returncode == 0, decided.stderr
     rest, _ = first.communicate(timeout=120)
@@ -90,17 +96,7 @@ def test_a_second_process_approves_while_the_first_waits(env: dict[str, str], tm
 
 
 def test_a_rejected_run_exits_one_and_says_how_to_resume(env: dict[str, str], tmp_path: Path) -> None:
-    first = subprocess.Popen(
-        [sys.executable, "-m", "flownb.cli", "run", "pipeline.py:flow", "--param", "n=1"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert first.stdout is not None
-    run_id = None
-    while run_id is None:
-        line = first.stdout.readline()
-        assert line, "the run ended before waiting"
-        found = re.search(r"flownb approve (\w+) gate", line)
-        run_id = found.group(1) if found else None
+    first, _, run_id = start_waiting_run(env, tmp_path)
     assert flownb("approve", run_id, "gate", "--reject", env=env, cwd=tmp_path).returncode == 0
     rest, _ = first.communicate(timeout=120)
     first.stdout.close()

@@ -18,15 +18,20 @@ _MAX_KEPT = 1_000_000  # characters of each stream kept for the store
 
 
 class StepLog:
-    """What one attempt printed, with an optional live listener."""
+    """What one attempt printed, with an optional live listener.
+
+    Most steps print nothing: the buffers are made on the first write.
+    """
+
+    __slots__ = ("_lock", "_parts", "_sizes", "on_write", "run_id", "step")
 
     def __init__(
         self, on_write: Callable[[str, str], None] | None = None, *, run_id: str = "", step: str = ""
     ) -> None:
         self.run_id = run_id
         self.step = step
-        self._parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._sizes = {"stdout": 0, "stderr": 0}
+        self._parts: dict[str, list[str]] | None = None
+        self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
         self.on_write = on_write
 
@@ -34,6 +39,9 @@ class StepLog:
         if not text:
             return
         with self._lock:
+            if self._parts is None:
+                self._parts = {"stdout": [], "stderr": []}
+                self._sizes = {"stdout": 0, "stderr": 0}
             if self._sizes[stream] < _MAX_KEPT:
                 self._parts[stream].append(text)
                 self._sizes[stream] += len(text)
@@ -42,11 +50,11 @@ class StepLog:
 
     @property
     def written(self) -> bool:
-        return bool(self._sizes["stdout"] or self._sizes["stderr"])
+        return self._parts is not None
 
     def text(self, stream: str) -> str:
         with self._lock:
-            out = "".join(self._parts[stream])
+            out = "".join(self._parts[stream]) if self._parts is not None else ""
         return out if len(out) <= _MAX_KEPT else out[:_MAX_KEPT] + "\n[... truncated]"
 
 

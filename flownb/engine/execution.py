@@ -21,7 +21,6 @@ import socket
 import time
 from collections import deque
 from concurrent.futures import Future
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine import fastpath
@@ -38,7 +37,7 @@ from flownb.errors import (
 from flownb.executors import resolve_executor
 from flownb.model.hashing import digest
 from flownb.model.spec import StepSpec
-from flownb.store.base import Decision, Store, utcnow
+from flownb.store.base import Decision, Store
 from flownb.store.codecs import Encoded, encode
 
 if TYPE_CHECKING:
@@ -85,12 +84,15 @@ class RunExecution:
         self._task: asyncio.Task[None] | None = None
         self._step_tasks: dict[str, asyncio.Task[Outcome]] = {}
         #: plain synchronous steps in flight by the fast path (see fastpath.py)
-        self.fast_running: dict[str, StepContext] = {}
-        self._fast: dict[str, bool] = {}
+        self.fast_running: dict[str, fastpath.FastAttempt] = {}
+        #: the executor takes plain synchronous steps with a callback (see fastpath.py)
+        self._submits = hasattr(self.executor, "submit")
         self._children: set[RunExecution] = set()
         self._finished = asyncio.Event()
         self._params_json = json.dumps(_jsonable(params), sort_keys=True)
-        self._foreach_t0: dict[str, tuple[datetime, float]] = {}
+        #: input hashes of steps without dependencies, by code hash (they hash no outputs)
+        self._root_hashes: dict[str, str] = {}
+        self._foreach_t0: dict[str, tuple[float, float]] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -131,7 +133,7 @@ class RunExecution:
                 "run_started", flow=self.flow.name, status="pending", params=_jsonable(redact_params(self.params)),
                 host=socket.gethostname(), pid=os.getpid(), notebook=self.runtime.notebook,
                 flow_hash=self.graph.hash, parent_run_id=self.parent_run_id,
-                steps={n: {"kind": s.kind, "deps": sorted(s.deps)} for n, s in self.graph.specs.items()},
+                steps=self.graph.shape(),
             )  # fmt: skip
         else:
             r.emit("run_status", status="pending", resumed=True, pid=os.getpid(), host=socket.gethostname())
@@ -213,10 +215,7 @@ class RunExecution:
             if not gate:
                 self._running += 1
             self.step_status[name] = "running"
-            fast = self._fast.get(name)
-            if fast is None:
-                fast = self._fast[name] = fastpath.eligible(self, self.graph.specs[name])
-            if fast:
+            if self._submits and self.graph.specs[name].plain:
                 fastpath.start(self, name)
                 continue
             task = asyncio.get_running_loop().create_task(run_step(self, name))
@@ -236,11 +235,11 @@ class RunExecution:
 
     def settle(self, name: str, outcome: Outcome, *, gate: bool = False) -> None:
         """A step is over: record it and release its dependents (or stop the run)."""
+        if outcome.status in ("succeeded", "cached"):
+            self.succeeded(name, outcome.value, outcome.status, gate=gate)
+            return
         if not gate:
             self._running -= 1
-        if outcome.status in ("succeeded", "cached"):
-            self._succeed(name, outcome)
-            return
         self.step_status[name] = outcome.status
         if outcome.status == "failed":
             spec = self.graph.specs[name]
@@ -254,14 +253,22 @@ class RunExecution:
         self.recorder.commit(urgent=False)
         self._close(name)
 
-    def _succeed(self, name: str, outcome: Outcome) -> None:
-        self.outputs[name] = outcome.value
-        self.step_status[name] = outcome.status
+    def succeeded(self, name: str, value: Any, status: str = "succeeded", *, gate: bool = False) -> None:
+        """A step succeeded (its end is recorded): release its dependents once committed."""
+        if not gate:
+            self._running -= 1
+        self.outputs[name] = value
+        self.step_status[name] = status
         for listener in self.output_listeners:
-            listener(self, name, outcome.value)
-        children = self.graph.dependents.get(name, ())
-        commit = self.recorder.commit(urgent=bool(children) and self.flow.durability == "sync")
-        if self.flow.durability == "sync" and children and not commit.done():
+            listener(self, name, value)
+        children = self.graph.dependents.get(name)
+        if not children:  # nobody waits for this commit: it may share a later one
+            self.recorder.commit(urgent=False, starts=False)
+            self._close(name)
+            return
+        sync = self.flow.durability == "sync"
+        commit = self.recorder.commit(urgent=sync, starts=False)
+        if sync and not commit.done():
             # committed before any dependent starts: release them from the commit's callback
             loop = asyncio.get_running_loop()
             commit.add_done_callback(lambda f: loop.call_soon_threadsafe(self._release, name, f))
@@ -337,6 +344,11 @@ class RunExecution:
         return scope
 
     def input_hash(self, spec: StepSpec) -> str:
+        if not spec.deps:
+            known = self._root_hashes.get(spec.code_hash)
+            if known is None:
+                known = self._root_hashes[spec.code_hash] = digest(spec.code_hash, self._params_json)
+            return known
         upstream = [f"{d}={self.output_hashes.get(d, '')}" for d in sorted(spec.deps)]
         return digest(spec.code_hash, self._params_json, *upstream)
 
@@ -354,26 +366,27 @@ class RunExecution:
 
         return StepLog(on_write, run_id=self.run_id, step=step)
 
-    def attempt_started(self, ctx: StepContext, input_hash: str) -> datetime:
+    def attempt_started(self, ctx: StepContext, input_hash: str) -> float:
+        """Record an attempt's start; returns when it started (seconds since the epoch)."""
         self.attempts[ctx.step] = ctx.attempt
         if ctx.step in self.step_status:
             self.step_status[ctx.step] = "running"
-        now = utcnow()
-        self.recorder.emit(
-            "step_started", ctx.step, attempt=ctx.attempt, kind=ctx.spec.kind, status="running",
-            level=self.graph.levels.get(ctx.spec.name), input_hash=input_hash,
-        )  # fmt: skip
-        self.recorder.soon()
+        now = time.time()
+        payload = {
+            "attempt": ctx.attempt, "kind": ctx.spec.kind, "status": "running",
+            "level": self.graph.levels.get(ctx.spec.name), "input_hash": input_hash,
+        }  # fmt: skip
+        self.recorder.append("step_started", ctx.step, payload, at=now)
         return now
 
     def attempt_finished(
-        self, ctx: StepContext, started: datetime, t0: float, status: str, input_hash: str, *,
+        self, ctx: StepContext, started: float, t0: float, status: str, input_hash: str, *,
         error: BaseException | None = None, encoded: list[tuple[str, Encoded]] | Encoded | None = None,
         reason: str | None = None,
     ) -> None:  # fmt: skip
         payload: dict[str, Any] = {
             "attempt": ctx.attempt, "kind": ctx.spec.kind, "status": status,
-            "level": self.graph.levels.get(ctx.spec.name), "started_at": started.timestamp(),
+            "level": self.graph.levels.get(ctx.spec.name), "started_at": started,
             "duration_ms": round((time.perf_counter() - t0) * 1000, 3), "input_hash": input_hash,
             "code_hash": ctx.spec.code_hash,
         }  # fmt: skip
@@ -394,19 +407,17 @@ class RunExecution:
             payload.update(ctx.metrics)
         if ctx.recorded_inputs is not None:
             payload["inputs"] = ctx.recorded_inputs
-        if encoded is not None:
-            parts = (
-                encoded
-                if isinstance(encoded, list)
-                else [(ctx.spec.name if ctx.step == ctx.spec.name else ctx.step, encoded)]
-            )
-            # the outputs travel in the step_finished event: one row a step, not two
-            payload["outputs"] = [self.recorder.output(ctx.step, name, enc) for name, enc in parts]
-            hashes = [enc.hash for _, enc in parts]
+        # the outputs travel in the step_finished event: one row a step, not two
+        if isinstance(encoded, list):
+            payload["outputs"] = [self.recorder.output(ctx.step, name, enc) for name, enc in encoded]
+            hashes = [enc.hash for _, enc in encoded]
             payload["output_hash"] = hashes[0] if len(hashes) == 1 else digest(*hashes)
-            if ctx.step == ctx.spec.name:
-                self.output_hashes[ctx.spec.name] = payload["output_hash"]
-        self.recorder.emit("step_finished", ctx.step, **payload)
+        elif encoded is not None:
+            payload["outputs"] = [self.recorder.output(ctx.step, ctx.step, encoded)]
+            payload["output_hash"] = encoded.hash
+        if encoded is not None and ctx.step == ctx.spec.name:
+            self.output_hashes[ctx.spec.name] = payload["output_hash"]
+        self.recorder.append("step_finished", ctx.step, payload)
 
     def step_retrying(self, step: str, attempt: int, delay: float, exc: BaseException) -> None:
         if step in self.step_status:
@@ -426,7 +437,7 @@ class RunExecution:
     def foreach_started(self, spec: StepSpec, count: int) -> None:
         attempt = self.next_attempt(spec.name)
         self.attempts[spec.name] = attempt
-        self._foreach_t0[spec.name] = (utcnow(), time.perf_counter())
+        self._foreach_t0[spec.name] = (time.time(), time.perf_counter())
         self.recorder.emit(
             "step_started", spec.name, attempt=attempt, kind=spec.kind, status="running",
             level=self.graph.levels.get(spec.name), items=count,

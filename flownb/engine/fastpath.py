@@ -11,93 +11,90 @@ from __future__ import annotations
 
 import inspect
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine.context import StepContext
 from flownb.engine.stepper import Outcome, named_error
-from flownb.model.spec import StepSpec
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
 
 
-def eligible(ex: RunExecution, spec: StepSpec) -> bool:
-    fn = spec.fn
-    return (
-        spec.kind == "python"
-        and fn is not None
-        and not inspect.iscoroutinefunction(fn)
-        and hasattr(ex.executor, "submit")
-        and spec.when is None
-        and spec.foreach is None
-        and spec.repeat_until is None
-        and spec.timeout is None
-        and spec.fallback is None
-        and not spec.cache
-        and spec.retry.retries == 0
-    )
+class FastAttempt:
+    """One attempt in flight on the short path; the executor calls it back with
+    ``(result, error)`` on the engine's loop."""
+
+    __slots__ = ("ctx", "ex", "input_hash", "started", "t0")
+
+    def __init__(self, ex: RunExecution, ctx: StepContext, input_hash: str) -> None:
+        self.ex = ex
+        self.ctx = ctx
+        self.input_hash = input_hash
+        self.started = ex.attempt_started(ctx, input_hash)
+        self.t0 = time.perf_counter()
+
+    def __call__(self, result: Any, error: BaseException | None) -> None:
+        ex = self.ex
+        if ex.fast_running.pop(self.ctx.step, None) is None:
+            return  # cancelled meanwhile; the attempt was recorded then
+        if error is None and result is not None and inspect.isawaitable(result):  # a cell with top-level await
+            ex.fast_running[self.ctx.step] = self
+            _await_then(self, result)
+            return
+        self.finish(result, error)
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        ex, ctx = self.ex, self.ctx
+        if error is None:
+            try:
+                encoded = ex.encode_output(ctx.spec, ctx.step, result)
+            except Exception as exc:  # noqa: BLE001  (an unstorable output fails the step, recorded)
+                error = exc
+        if error is not None:
+            ex.attempt_finished(ctx, self.started, self.t0, "failed", self.input_hash, error=error)
+            ex.settle(ctx.step, Outcome("failed", error=named_error(ex, ctx.step, error)))
+        else:
+            ex.attempt_finished(ctx, self.started, self.t0, "succeeded", self.input_hash, encoded=encoded)
+            ex.succeeded(ctx.step, result)
+
+    def cancel(self) -> None:
+        self.ex.attempt_finished(
+            self.ctx, self.started, self.t0, "cancelled", self.input_hash, reason="the run was cancelled"
+        )
 
 
 def start(ex: RunExecution, name: str) -> None:
     spec = ex.graph.specs[name]
     scope = ex.scope_for(spec)
-    input_hash = ex.input_hash(spec)
     ctx = StepContext(ex, spec, name, ex.next_attempt(name), scope, ex.new_log(name))
-    started = ex.attempt_started(ctx, input_hash)
-    t0 = time.perf_counter()
-    kwargs = {p: scope[p] for p in spec.inputs if p in scope}
-    ex.fast_running[name] = ctx
-
-    def done(result: Any, error: BaseException | None) -> None:
-        if ex.fast_running.pop(name, None) is None:
-            return  # cancelled meanwhile; the attempt was recorded then
-        if error is None and inspect.isawaitable(result):  # a cell with top-level await
-            ex.fast_running[name] = ctx
-            _await_then(ex, ctx, result, started, t0, input_hash)
-            return
-        finish(ex, ctx, started, t0, input_hash, result, error)
-
-    ex.executor.submit(spec.fn, kwargs, ctx.log, done)  # type: ignore[attr-defined]
-
-
-def finish(ex: RunExecution, ctx: StepContext, started: datetime, t0: float, input_hash: str,
-           result: Any, error: BaseException | None) -> None:  # fmt: skip
-    if error is None:
-        try:
-            encoded = ex.encode_output(ctx.spec, ctx.step, result)
-        except Exception as exc:  # noqa: BLE001  (an unstorable output fails the step, recorded)
-            error = exc
-    if error is not None:
-        ex.attempt_finished(ctx, started, t0, "failed", input_hash, error=error)
-        ex.settle(ctx.step, Outcome("failed", error=named_error(ex, ctx.step, error)))
-    else:
-        ex.attempt_finished(ctx, started, t0, "succeeded", input_hash, encoded=encoded)
-        ex.settle(ctx.step, Outcome("succeeded", result))
+    attempt = FastAttempt(ex, ctx, ex.input_hash(spec))
+    kwargs = {p: scope[p] for p in spec.inputs if p in scope} if spec.inputs else {}
+    ex.fast_running[name] = attempt
+    ex.executor.submit(spec.fn, kwargs, ctx.log, attempt)  # type: ignore[attr-defined]
 
 
 def cancel(ex: RunExecution, name: str) -> None:
-    ctx = ex.fast_running.pop(name, None)
-    if ctx is not None:
-        ex.attempt_finished(ctx, datetime.now().astimezone(), time.perf_counter(), "cancelled", "",
-                            reason="the run was cancelled")  # fmt: skip
+    attempt = ex.fast_running.pop(name, None)
+    if attempt is not None:
+        attempt.cancel()
 
 
-def _await_then(ex: RunExecution, ctx: StepContext, awaitable: Any, started: datetime, t0: float,
-                input_hash: str) -> None:  # fmt: skip
+def _await_then(attempt: FastAttempt, awaitable: Any) -> None:
     import asyncio
 
     from flownb.engine.capture import CURRENT_LOG
 
+    ex, step = attempt.ex, attempt.ctx.step
+
     async def wait() -> None:
-        CURRENT_LOG.set(ctx.log)
+        CURRENT_LOG.set(attempt.ctx.log)
         try:
             result = await awaitable
         except Exception as exc:  # noqa: BLE001
-            if ex.fast_running.pop(ctx.step, None) is not None:
-                finish(ex, ctx, started, t0, input_hash, None, exc)
+            if ex.fast_running.pop(step, None) is not None:
+                attempt.finish(None, exc)
             return
-        if ex.fast_running.pop(ctx.step, None) is not None:
-            finish(ex, ctx, started, t0, input_hash, result, None)
+        if ex.fast_running.pop(step, None) is not None:
+            attempt.finish(result, None)
 
     asyncio.get_running_loop().create_task(wait())

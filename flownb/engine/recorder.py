@@ -2,15 +2,17 @@
 
 Events emitted during one turn of the engine's loop are submitted together:
 a wide wave of steps finishing at once shares one commit. An attempt's start
-is committed with the next completion, or at the latest ``LAZY_FLUSH`` seconds
-after it was emitted, so that a fast chain of steps costs one commit a step.
-An attempt that ends before its start was submitted is written as its end
-alone, which carries ``started_at``: listeners still hear both.
+waits: it is committed ``LAZY_FLUSH`` seconds after it was emitted, or with
+the next commit someone waits for (``starts=True``), whichever comes first;
+an attempt that ends before then is written as its end alone, which carries
+``started_at``. Listeners hear both, at once. So a step shorter than
+``LAZY_FLUSH`` costs one row, and a fast chain one commit a step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -30,9 +32,10 @@ class Recorder:
         self.store = store
         self.run_id = run_id
         self._seq = next_seq
-        self._events: list[Event | None] = []
-        #: (step, attempt) -> index in _events of a start not yet submitted
-        self._starts: dict[tuple[str, int], int] = {}
+        self._events: list[Event] = []
+        #: (step, attempt) -> the start of an attempt, not yet submitted
+        self._starts: dict[tuple[str, int], Event] = {}
+        self._with_starts = False
         self._values: list[StoredValue] = []
         self._future: Future[None] | None = None
         self._lazy: asyncio.TimerHandle | None = None
@@ -42,22 +45,27 @@ class Recorder:
         self.write_error: BaseException | None = None
 
     def emit(self, event: str, step: str | None = None, **payload: Any) -> Event:
-        record = Event(self.run_id, self._seq, event, step, payload)
+        return self.append(event, step, payload)
+
+    def append(self, event: str, step: str | None, payload: dict[str, Any], at: float | None = None) -> Event:
+        """Record an event (``emit`` with the payload as a dict, and optionally its time)."""
+        record = Event(self.run_id, self._seq, event, step, payload, time.time() if at is None else at)
         self._seq += 1
-        if step is not None and event in ("step_started", "step_finished"):
-            key = (step, payload.get("attempt", 0))
-            if event == "step_started":
-                self._starts[key] = len(self._events)
-            else:
-                at = self._starts.pop(key, None)
-                if at is not None:
-                    self._events[at] = None  # the end record says when it started
-        self._events.append(record)
-        for listener in self.listeners:
-            try:
-                listener(record)
-            except Exception:  # noqa: BLE001  (a broken view must never break the run)
-                traceback.print_exc()
+        if event == "step_started" and step is not None:
+            self._starts[(step, payload.get("attempt", 0))] = record
+            if self._lazy is None:
+                self._lazy = asyncio.get_running_loop().call_later(LAZY_FLUSH, self._flush_starts)
+        else:
+            if self._starts and event == "step_finished":
+                # the end record says when it started
+                self._starts.pop((step or "", payload.get("attempt", 0)), None)
+            self._events.append(record)
+        if self.listeners:
+            for listener in self.listeners:
+                try:
+                    listener(record)
+                except Exception:  # noqa: BLE001  (a broken view must never break the run)
+                    traceback.print_exc()
         return record
 
     def output(self, step: str, name: str, encoded: Encoded) -> dict[str, Any]:
@@ -75,38 +83,42 @@ class Recorder:
             payload["value"] = encoded.inline
         return payload
 
-    def commit(self, *, urgent: bool = True) -> Future[None]:
+    def commit(self, *, urgent: bool = True, starts: bool = True) -> Future[None]:
         """Submit what was emitted, at the end of this loop turn; done once committed.
 
         ``urgent=False`` says nobody waits for it (a completion without dependents,
         a retry notice): the store may hold it a few milliseconds to commit it
         with others, so that a wide wave costs a few large commits, not many small.
+        ``starts=False`` leaves the starts of running attempts to their timer.
         """
         self._urgent = self._urgent or urgent
+        self._with_starts = self._with_starts or starts
         future = self._future
         if future is None:
             future = self._future = Future()
             if not urgent:
-                _loop().call_soon(self._flush)
+                asyncio.get_running_loop().call_soon(self._flush)
                 return future
         if urgent:  # someone waits: the writer gathers what else is queued anyway
             self._flush()
         return future
 
-    def soon(self) -> None:
-        """Make sure what was emitted is committed within ``LAZY_FLUSH`` seconds."""
-        if self._future is None and self._lazy is None:
-            self._lazy = _loop().call_later(LAZY_FLUSH, self._flush)
+    def _flush_starts(self) -> None:
+        self._lazy = None
+        self._with_starts = True
+        self._flush()
 
     def _flush(self) -> None:
-        if self._lazy is not None:
-            self._lazy.cancel()
-            self._lazy = None
         future, self._future = self._future, None
         urgent, self._urgent = self._urgent, False
-        events = [e for e in self._events if e is not None]
-        self._events = []
-        self._starts.clear()
+        events, self._events = self._events, []
+        if self._with_starts and self._starts:
+            events.extend(self._starts.values())
+            self._starts = {}
+            if self._lazy is not None:
+                self._lazy.cancel()
+                self._lazy = None
+        self._with_starts = False
         values, self._values = self._values, []
         if not events and not values:
             if future is not None:
@@ -128,10 +140,6 @@ def _copy(source: Future[None], target: Future[None]) -> None:
         target.set_exception(exc)
     else:
         target.set_result(None)
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
 
 
 def _table_name(run_id: str, step: str, name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections import deque
 from collections.abc import Iterable, Mapping
 
 from flownb.errors import CycleError, FlowDefinitionError
@@ -67,18 +68,18 @@ def levels(deps: Mapping[str, Iterable[str]]) -> dict[str, int]:
 
 
 def topological_order(deps: Mapping[str, Iterable[str]]) -> list[str]:
-    remaining = {s: set(d) for s, d in deps.items()}
+    waiting = {s: len(set(d)) for s, d in deps.items()}
     dependents = dependents_of(deps)
-    ready = sorted(s for s, d in remaining.items() if not d)
+    ready = deque(sorted(s for s, n in waiting.items() if not n))
     order: list[str] = []
     while ready:
-        step = ready.pop(0)
+        step = ready.popleft()
         order.append(step)
         for child in sorted(dependents[step]):
-            remaining[child].discard(step)
-            if not remaining[child]:
+            waiting[child] -= 1
+            if not waiting[child]:
                 ready.append(child)
-    if len(order) != len(remaining):
+    if len(order) != len(waiting):
         raise CycleError("?", find_cycle(deps) or [])
     return order
 

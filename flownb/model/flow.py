@@ -34,6 +34,13 @@ class Graph:
         self.levels = dag.levels(self.deps)
         self.dependents = dag.dependents_of(self.deps)
         self.hash = digest(*(f"{n}:{s.code_hash}" for n, s in sorted(specs.items())))
+        self._shape: dict[str, dict[str, Any]] | None = None
+
+    def shape(self) -> dict[str, dict[str, Any]]:
+        """Each step's kind and dependencies, as a run records them when it starts."""
+        if self._shape is None:
+            self._shape = {n: {"kind": s.kind, "deps": sorted(s.deps)} for n, s in self.specs.items()}
+        return self._shape
 
 
 def recorded_graph(flow: str, steps: Mapping[str, Any]) -> Graph:
@@ -88,6 +95,8 @@ class Flow:
         self.executor = executor
         self.max_runs = max_runs
         self._specs: dict[str, StepSpec] = {}
+        #: the last validated snapshot, until a step is added or removed
+        self._graph: Graph | None = None
         #: name -> steps that depend on it (or may, by an optional input)
         self._wanted_by: dict[str, set[str]] = {}
 
@@ -169,11 +178,13 @@ class Flow:
     def remove(self, name: str) -> None:
         """Forget a step (``%flow reset`` forgets them all)."""
         spec = self._specs.pop(name, None)
+        self._graph = None
         if spec is not None:
             self._unindex(spec)
 
     def clear(self) -> None:
         self._specs.clear()
+        self._graph = None
         self._wanted_by.clear()
 
     @property
@@ -246,7 +257,7 @@ class Flow:
         after = [s["after"]] if isinstance(s["after"], str) else list(s["after"])
         deps = (required | {r for r in refs if r not in CONTEXT_PARAMETERS} | set(after)) - CONTEXT_PARAMETERS
         origin = s["origin"] or _origin_of(fn, name)
-        return StepSpec(
+        spec = StepSpec(
             name=name, kind=kind, fn=fn, inputs=inputs, deps=frozenset(deps), options=options,
             retry=retry, timeout=s["timeout"], when=s["when"], foreach=s["foreach"],
             concurrency=s["concurrency"], repeat_until=s["repeat_until"],
@@ -254,6 +265,8 @@ class Flow:
             cache=bool(s["cache"]), code_hash=code_hash(fn, kind, _hashable(options, s)),
             origin=origin, output_names=s["output_names"],
         )  # fmt: skip
+        _ = spec.plain  # worked out now, not when a run starts
+        return spec
 
     def _admit(self, spec: StepSpec) -> None:
         """Add or replace a step, refusing a taken name or a cycle; all or nothing."""
@@ -274,6 +287,7 @@ class Flow:
         if old is not None:
             self._unindex(old)
         self._specs[spec.name] = spec
+        self._graph = None
         for wanted in _wanted(spec):
             self._wanted_by.setdefault(wanted, set()).add(spec.name)
 
@@ -287,6 +301,11 @@ class Flow:
         """Validate the whole flow (unknown names, cycles) and snapshot it."""
         if not self._specs:
             raise FlowDefinitionError(f"flow {self.name!r} has no steps; define one with @flow.step")
+        if self._graph is None:
+            self._graph = self._validated()
+        return self._graph
+
+    def _validated(self) -> Graph:
         specs: dict[str, StepSpec] = {}
         for name, spec in self._specs.items():
             deps = _resolve_deps(spec, self._specs)
@@ -389,8 +408,9 @@ def _parameters(where: str, fn: Callable[..., Any]) -> tuple[tuple[str, ...], se
 
 
 def _resolve_deps(spec: StepSpec, specs: Mapping[str, StepSpec]) -> frozenset[str]:
-    optional = {i for i in spec.inputs if i in specs and i not in CONTEXT_PARAMETERS}
-    return spec.deps | optional
+    """The step's dependencies, with inputs that have a default and name a step."""
+    optional = [i for i in spec.inputs if i in specs and i not in CONTEXT_PARAMETERS and i not in spec.deps]
+    return spec.deps.union(optional) if optional else spec.deps
 
 
 def _wanted(spec: StepSpec) -> set[str]:
@@ -418,6 +438,8 @@ def _cycle_through(start: str, specs: Mapping[str, StepSpec]) -> list[str] | Non
 
 
 def _with_deps(spec: StepSpec, deps: frozenset[str]) -> StepSpec:
+    if deps == spec.deps:
+        return spec  # specs are not changed once registered: share it
     from dataclasses import replace
 
     return replace(spec, deps=deps)

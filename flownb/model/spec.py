@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Backoff = Literal["constant", "linear", "exponential"]
@@ -66,3 +68,20 @@ class StepSpec:
     """Where the step was defined; the same origin may redefine it."""
     output_names: tuple[str, ...] | None = None
     """For steps that produce several named values (notebook cells)."""
+
+    @cached_property
+    def plain(self) -> bool:
+        """A synchronous Python function with no condition, loop, cache, timeout,
+        retries or fallback: the engine runs it the short way (engine/fastpath.py)."""
+        return (
+            self.kind == "python"
+            and self.fn is not None
+            and not inspect.iscoroutinefunction(self.fn)
+            and self.when is None
+            and self.foreach is None
+            and self.repeat_until is None
+            and self.timeout is None
+            and self.fallback is None
+            and not self.cache
+            and self.retry.retries == 0
+        )

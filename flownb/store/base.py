@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -33,7 +34,12 @@ class Event:
     event: str
     step: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
-    ts: datetime = field(default_factory=utcnow)
+    at: float = field(default_factory=time.time)
+    """When it happened, in seconds since the epoch (cheaper to take than a datetime)."""
+
+    @property
+    def ts(self) -> datetime:
+        return datetime.fromtimestamp(self.at, UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ class Encoded:
 
 def encode(value: Any, *, step: str = "?") -> Encoded:
     """Encode a step's output, or raise OutputNotStorable naming the step."""
+    if value is None:  # most steps that only have effects: their encoding never changes
+        return _NONE
     data = _plain_json(value)
     if data is not None:
         h = _hash(data)
@@ -119,3 +121,6 @@ def _as_arrow(value: Any) -> tuple[str, Any] | None:
 
 def _hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+_NONE = Encoded("json", 4, _hash(b"null"), inline=None)

@@ -103,7 +103,7 @@ class DuckDBStore(Store):
             ).fetchall()
         )
         return [
-            Event(run_id=r[0], seq=r[1], ts=_utc(r[2]), step=r[3], event=r[4], payload=json.loads(r[5] or "{}"))
+            Event(run_id=r[0], seq=r[1], at=r[2] / 1_000_000, step=r[3], event=r[4], payload=json.loads(r[5] or "{}"))
             for r in rows
         ]
 
@@ -305,7 +305,7 @@ def _insert_events(con: duckdb.DuckDBPyConnection, events: list[Event]) -> None:
         args: list[Any] = []
         for e in events:
             payload = dumps(e.payload, default=str, option=opts).decode()
-            args += [e.run_id, e.seq, int(e.ts.timestamp() * 1_000_000), e.step, e.event, payload]
+            args += [e.run_id, e.seq, int(e.at * 1_000_000), e.step, e.event, payload]
         # only placeholders are joined into the statement; every value is bound
         con.execute("INSERT INTO events VALUES " + ", ".join([_ROW] * len(events)), args)  # noqa: S608
         return
@@ -319,7 +319,7 @@ def _events_table(events: list[Event]) -> pa.Table:
 
     dumps = orjson.dumps
     opts = orjson.OPT_NON_STR_KEYS
-    micros = pa.array([int(e.ts.timestamp() * 1_000_000) for e in events], pa.int64())
+    micros = pa.array([int(e.at * 1_000_000) for e in events], pa.int64())
     return pa.table(
         {
             "run_id": pa.array([e.run_id for e in events], pa.string()),

@@ -23,6 +23,8 @@ from flownb.store.codecs import Encoded
 
 Listener = Callable[[Event], None]
 LAZY_FLUSH = 0.05
+#: how long a commit nobody waits for is held for others to join it
+GATHER = 0.005
 
 
 class Recorder:
@@ -96,8 +98,8 @@ class Recorder:
         future = self._future
         if future is None:
             future = self._future = Future()
-            if not urgent:
-                asyncio.get_running_loop().call_soon(self._flush)
+            if not urgent:  # gather what the next few milliseconds bring into one submit
+                asyncio.get_running_loop().call_later(GATHER, self._flush)
                 return future
         if urgent:  # someone waits: the writer gathers what else is queued anyway
             self._flush()

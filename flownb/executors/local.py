@@ -1,9 +1,9 @@
 """Local execution: synchronous steps on worker threads beside the engine's loop.
 
 Workers take jobs from one queue and hand results back in batches: one
-wake-up of the loop serves every completion that arrived meanwhile, which is
-what keeps a wide wave of short steps cheap (``run_in_executor`` costs a
-wake-up and two futures per call).
+wake-up of the loop serves every completion that arrives until it has worked
+through them, which is what keeps a wide wave of short steps cheap
+(``run_in_executor`` costs a wake-up and two futures per call).
 
 A thread cannot be killed: when an attempt times out or is cancelled, the
 engine stops waiting, records the attempt, and the thread is abandoned to
@@ -17,6 +17,8 @@ import contextvars
 import os
 import queue
 import threading
+import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine.capture import CURRENT_LOG
@@ -36,7 +38,9 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._workers = 0
         self._idle = 0
-        self._done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def call(self, fn: Any, kwargs: dict[str, Any], ctx: StepContext) -> Any:
         loop = asyncio.get_running_loop()
@@ -79,33 +83,60 @@ class LocalExecutor:
             with self._lock:
                 self._idle += 1
 
-    def _deliver(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any,
+    def _deliver(self, loop: asyncio.AbstractEventLoop, target: Any, result: Any,
                  error: BaseException | None) -> None:  # fmt: skip
-        with self._lock:
-            batch = self._done.get(loop)
-            wake = batch is None
-            if wake:
-                batch = self._done[loop] = []
-            batch.append((future, result, error))  # type: ignore[union-attr]
-        if wake:
-            try:
-                loop.call_soon_threadsafe(self._drain, loop)
-            except RuntimeError:  # the loop was closed: nobody is waiting any more
-                with self._lock:
-                    self._done.pop(loop, None)
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            with self._lock:
+                mailbox = self._mailboxes.setdefault(loop, _Mailbox(loop))
+        mailbox.post((target, result, error))
 
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            batch = self._done.pop(loop, [])
-        for target, result, error in batch:
-            if not isinstance(target, asyncio.Future):
-                target(result, error)  # a fast-path callback
-            elif target.cancelled():
-                continue
-            elif error is not None:
-                target.set_exception(error)
-            else:
-                target.set_result(result)
+
+class _Mailbox:
+    """Completions on their way back to one event loop.
+
+    Workers append without a lock (``deque.append`` is atomic) and wake the
+    loop only when no drain is pending: while the loop works through a batch,
+    what arrives meanwhile joins it without another wake-up.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)  # a closed loop must not be kept alive by its mailbox
+        self.items: deque[tuple[Any, Any, BaseException | None]] = deque()
+        self.pending = False
+
+    def post(self, item: tuple[Any, Any, BaseException | None]) -> None:
+        self.items.append(item)
+        if not self.pending:
+            self.pending = True
+            loop = self.loop()
+            try:
+                if loop is None:
+                    raise RuntimeError("the loop is gone")
+                loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:  # the loop was closed: nobody is waiting any more
+                self.items.clear()
+
+    def drain(self) -> None:
+        items = self.items
+        while True:
+            while items:
+                _settle(*items.popleft())
+            self.pending = False
+            if not items:  # anything appended after this check finds pending False and wakes us
+                return
+            self.pending = True
+
+
+def _settle(target: Any, result: Any, error: BaseException | None) -> None:
+    if not isinstance(target, asyncio.Future):
+        target(result, error)  # a fast-path callback
+    elif target.cancelled():
+        return
+    elif error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(result)
 
 
 LOCAL = LocalExecutor()

@@ -22,9 +22,8 @@ def check_dependencies(flow: str, deps: Mapping[str, Iterable[str]]) -> None:
                 raise FlowDefinitionError(
                     f"step {step!r} of flow {flow!r} depends on {dep!r}, which is not a step{also}"
                 )
-    cycle = find_cycle(deps)
-    if cycle:
-        raise CycleError(flow, cycle)
+    if len(topological_order(deps, strict=False)) != len(deps):
+        raise CycleError(flow, find_cycle(deps) or [])
 
 
 def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
@@ -67,19 +66,23 @@ def levels(deps: Mapping[str, Iterable[str]]) -> dict[str, int]:
     return level
 
 
-def topological_order(deps: Mapping[str, Iterable[str]]) -> list[str]:
+def topological_order(deps: Mapping[str, Iterable[str]], *, strict: bool = True) -> list[str]:
+    """Steps in an order where each comes after its dependencies (Kahn's algorithm).
+
+    With a cycle, the steps on or behind it are missing: ``strict`` raises then.
+    """
     waiting = {s: len(set(d)) for s, d in deps.items()}
     dependents = dependents_of(deps)
-    ready = deque(sorted(s for s, n in waiting.items() if not n))
+    ready = deque(s for s, n in waiting.items() if not n)
     order: list[str] = []
     while ready:
         step = ready.popleft()
         order.append(step)
-        for child in sorted(dependents[step]):
+        for child in dependents[step]:
             waiting[child] -= 1
             if not waiting[child]:
                 ready.append(child)
-    if len(order) != len(waiting):
+    if strict and len(order) != len(waiting):
         raise CycleError("?", find_cycle(deps) or [])
     return order
 

@@ -39,7 +39,10 @@ class Graph:
     def shape(self) -> dict[str, dict[str, Any]]:
         """Each step's kind and dependencies, as a run records them when it starts."""
         if self._shape is None:
-            self._shape = {n: {"kind": s.kind, "deps": sorted(s.deps)} for n, s in self.specs.items()}
+            self._shape = {
+                n: {"kind": s.kind, "deps": sorted(s.deps) if len(s.deps) > 1 else list(s.deps)}
+                for n, s in self.specs.items()
+            }
         return self._shape
 
 

@@ -68,6 +68,8 @@ class DuckDBStore(Store):
         )
         self.idle_release = idle_release
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: set when an op someone waits for is queued: it ends a gathering pause
+        self._wake = threading.Event()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._closed = False
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +86,8 @@ class DuckDBStore(Store):
     ) -> Future[None]:
         future: Future[None] = Future()
         self._queue.put(_Write(events, values or [], future, urgent))
+        if urgent:
+            self._wake.set()
         return future
 
     def flush(self, timeout: float | None = None) -> None:
@@ -158,6 +162,7 @@ class DuckDBStore(Store):
             return
         self._closed = True
         self._queue.put(_STOP)
+        self._wake.set()
         self._thread.join(timeout=30)
 
     # -- the writer thread ----------------------------------------------------
@@ -167,6 +172,7 @@ class DuckDBStore(Store):
             raise FlownbError(f"the store {self.path} is closed")
         future: Future[T] = Future()
         self._queue.put(_Call(fn, future))
+        self._wake.set()
         return future.result(timeout)
 
     def _serve(self) -> None:
@@ -185,23 +191,26 @@ class DuckDBStore(Store):
 
     def _gather(self, first: Any) -> list[Any]:
         """Everything queued; and when nobody waits for it, what comes in the next
-        ``GATHER_SECONDS`` too (one commit costs about as much as a thousand rows)."""
+        ``GATHER_SECONDS`` too (one commit costs about as much as a thousand rows).
+
+        While gathering, the thread sleeps until the deadline or an urgent op, not
+        until the next write: a wide wave submits often, and waking for each would
+        take the GIL from the engine as often.
+        """
+        self._wake.clear()
         batch = [first]
         deadline = time.monotonic() + GATHER_SECONDS
         while True:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             relaxed = all(isinstance(op, _Write) and not op.urgent for op in batch)
             left = deadline - time.monotonic()
             if not relaxed or left <= 0 or sum(len(op.events) for op in batch) >= GATHER_EVENTS:
                 return batch
-            try:
-                batch.append(self._queue.get(timeout=left))
-            except queue.Empty:
-                return batch
+            self._wake.wait(left)
 
     def _handle(self, batch: list[Any]) -> None:
         try:

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 _MAX_KEPT = 1_000_000  # characters of each stream kept for the store
+_LOGS_LOCK = threading.Lock()
 
 
 class StepLog:
@@ -23,7 +24,7 @@ class StepLog:
     Most steps print nothing: the buffers are made on the first write.
     """
 
-    __slots__ = ("_lock", "_parts", "_sizes", "on_write", "run_id", "step")
+    __slots__ = ("_parts", "_sizes", "on_write", "run_id", "step")
 
     def __init__(
         self, on_write: Callable[[str, str], None] | None = None, *, run_id: str = "", step: str = ""
@@ -32,13 +33,12 @@ class StepLog:
         self.step = step
         self._parts: dict[str, list[str]] | None = None
         self._sizes: dict[str, int] = {}
-        self._lock = threading.Lock()
         self.on_write = on_write
 
     def write(self, stream: str, text: str) -> None:
         if not text:
             return
-        with self._lock:
+        with _LOGS_LOCK:  # one lock for all logs: writes are short, and most steps print nothing
             if self._parts is None:
                 self._parts = {"stdout": [], "stderr": []}
                 self._sizes = {"stdout": 0, "stderr": 0}
@@ -53,7 +53,7 @@ class StepLog:
         return self._parts is not None
 
     def text(self, stream: str) -> str:
-        with self._lock:
+        with _LOGS_LOCK:
             out = "".join(self._parts[stream]) if self._parts is not None else ""
         return out if len(out) <= _MAX_KEPT else out[:_MAX_KEPT] + "\n[... truncated]"
 

@@ -90,6 +90,7 @@ class RunExecution:
         self._children: set[RunExecution] = set()
         self._finished = asyncio.Event()
         self._params_json = json.dumps(_jsonable(params), sort_keys=True)
+        self._run_info = {"id": run_id, "flow": flow.name}
         #: input hashes of steps without dependencies, by code hash (they hash no outputs)
         self._root_hashes: dict[str, str] = {}
         self._foreach_t0: dict[str, tuple[float, float]] = {}
@@ -337,7 +338,7 @@ class RunExecution:
     # -- what the stepper records ------------------------------------------------
 
     def scope_for(self, spec: StepSpec) -> dict[str, Any]:
-        scope: dict[str, Any] = {"params": self.params, "run": {"id": self.run_id, "flow": self.flow.name}}
+        scope: dict[str, Any] = {"params": self.params, "run": self._run_info}
         for dep in spec.deps:
             if dep in self.outputs:
                 scope[dep] = self.outputs[dep]

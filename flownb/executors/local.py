@@ -26,7 +26,7 @@ from flownb.engine.capture import CURRENT_LOG
 if TYPE_CHECKING:
     from flownb.engine.context import StepContext
 
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Any, dict[str, Any]]
+_Job = tuple["_Mailbox", Any, contextvars.Context, Any, dict[str, Any]]
 
 
 class LocalExecutor:
@@ -45,10 +45,7 @@ class LocalExecutor:
     async def call(self, fn: Any, kwargs: dict[str, Any], ctx: StepContext) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        context = contextvars.copy_context()
-        context.run(CURRENT_LOG.set, ctx.log)
-        self._claim_worker()
-        self._jobs.put((loop, future, context, fn, kwargs))
+        self._put(loop, future, ctx.log, fn, kwargs)
         return await future
 
     def submit(self, fn: Any, kwargs: dict[str, Any], log: Any, callback: Any) -> None:
@@ -56,11 +53,16 @@ class LocalExecutor:
 
         The engine's fast path uses this instead of :meth:`call`: no future per step.
         """
-        loop = asyncio.get_running_loop()
+        self._put(asyncio.get_running_loop(), callback, log, fn, kwargs)
+
+    def _put(self, loop: asyncio.AbstractEventLoop, target: Any, log: Any, fn: Any, kwargs: dict[str, Any]) -> None:
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes[loop] = _Mailbox(loop)
         context = contextvars.copy_context()
         context.run(CURRENT_LOG.set, log)
         self._claim_worker()
-        self._jobs.put((loop, callback, context, fn, kwargs))
+        self._jobs.put((mailbox, target, context, fn, kwargs))
 
     def _claim_worker(self) -> None:
         with self._lock:
@@ -72,24 +74,16 @@ class LocalExecutor:
 
     def _work(self) -> None:
         while True:
-            loop, future, context, fn, kwargs = self._jobs.get()
+            mailbox, target, context, fn, kwargs = self._jobs.get()
             result: Any = None
             error: BaseException | None = None
             try:
                 result = context.run(fn, **kwargs)
             except BaseException as exc:  # noqa: BLE001  (delivered to the awaiting step)
                 error = exc
-            self._deliver(loop, future, result, error)
+            mailbox.post((target, result, error))
             with self._lock:
                 self._idle += 1
-
-    def _deliver(self, loop: asyncio.AbstractEventLoop, target: Any, result: Any,
-                 error: BaseException | None) -> None:  # fmt: skip
-        mailbox = self._mailboxes.get(loop)
-        if mailbox is None:
-            with self._lock:
-                mailbox = self._mailboxes.setdefault(loop, _Mailbox(loop))
-        mailbox.post((target, result, error))
 
 
 class _Mailbox:

@@ -24,15 +24,15 @@ class StepLog:
     Most steps print nothing: the buffers are made on the first write.
     """
 
-    __slots__ = ("_parts", "_sizes", "on_write", "run_id", "step")
+    __slots__ = ("_parts", "on_write", "run_id", "step")
 
     def __init__(
         self, on_write: Callable[[str, str], None] | None = None, *, run_id: str = "", step: str = ""
     ) -> None:
         self.run_id = run_id
         self.step = step
-        self._parts: dict[str, list[str]] | None = None
-        self._sizes: dict[str, int] = {}
+        #: made on the first write: stream -> (pieces, characters kept)
+        self._parts: dict[str, tuple[list[str], list[int]]] | None = None
         self.on_write = on_write
 
     def write(self, stream: str, text: str) -> None:
@@ -40,11 +40,11 @@ class StepLog:
             return
         with _LOGS_LOCK:  # one lock for all logs: writes are short, and most steps print nothing
             if self._parts is None:
-                self._parts = {"stdout": [], "stderr": []}
-                self._sizes = {"stdout": 0, "stderr": 0}
-            if self._sizes[stream] < _MAX_KEPT:
-                self._parts[stream].append(text)
-                self._sizes[stream] += len(text)
+                self._parts = {"stdout": ([], [0]), "stderr": ([], [0])}
+            pieces, kept = self._parts[stream]
+            if kept[0] < _MAX_KEPT:
+                pieces.append(text)
+                kept[0] += len(text)
         if self.on_write is not None:
             self.on_write(stream, text)
 
@@ -54,7 +54,7 @@ class StepLog:
 
     def text(self, stream: str) -> str:
         with _LOGS_LOCK:
-            out = "".join(self._parts[stream]) if self._parts is not None else ""
+            out = "".join(self._parts[stream][0]) if self._parts is not None else ""
         return out if len(out) <= _MAX_KEPT else out[:_MAX_KEPT] + "\n[... truncated]"
 
 

@@ -65,7 +65,10 @@ class RunExecution:
         self.parent_run_id = parent_run_id
         self.depth = depth
         self.restored = restored
-        self.recorder = Recorder(store, run_id, restored.next_seq if restored else 1)
+        #: the engine's loop; a worker may act in its stead (see loop.py): plain steps'
+        #: completions are settled by whoever holds ``loop.lock``
+        self.loop = runtime.loop
+        self.recorder = Recorder(store, run_id, runtime.loop, restored.next_seq if restored else 1)
         self.executor = resolve_executor(flow.executor)
         self.status = "pending"
         self.error: BaseException | None = None
@@ -209,6 +212,10 @@ class RunExecution:
         limit = self.flow.max_concurrency
         while self._ready and not self._stopping:
             name = self._ready[0]
+            fast = self._submits and self.graph.specs[name].plain
+            if not fast and not self.loop.here():  # a worker settling a step starts plain steps only
+                self.loop.soon(self._pump)
+                return
             gate = self.graph.specs[name].kind == "approval"  # waiting holds no slot
             if not gate and self._running >= limit:
                 return
@@ -216,7 +223,7 @@ class RunExecution:
             if not gate:
                 self._running += 1
             self.step_status[name] = "running"
-            if self._submits and self.graph.specs[name].plain:
+            if fast:
                 fastpath.start(self, name)
                 continue
             task = asyncio.get_running_loop().create_task(run_step(self, name))
@@ -268,16 +275,21 @@ class RunExecution:
             self._close(name)
             return
         sync = self.flow.durability == "sync"
-        commit = self.recorder.commit(urgent=sync, starts=False)
+        # a worker settling the only step in flight commits it itself: nothing could join
+        here = sync and self._running == 0 and not self.loop.here()
+        commit = self.recorder.commit(urgent=sync, starts=False, here=here)
         if sync and not commit.done():
             # committed before any dependent starts: release them from the commit's callback
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             commit.add_done_callback(lambda f: loop.call_soon_threadsafe(self._release, name, f))
         else:
             self._release(name, commit)
 
     def _release(self, name: str, commit: Future[None]) -> None:
         if commit.done() and commit.exception() is not None:
+            if not self.loop.here():  # stopping the run cancels tasks: the loop's work
+                self.loop.soon(self._release, name, commit)
+                return
             self.step_status[name] = "failed"
             self.error = StepFailed(
                 f"step {name!r} of run {self.run_id} succeeded but could not be recorded: {commit.exception()}",
@@ -297,7 +309,7 @@ class RunExecution:
         self._open -= 1
         self._pump()
         if self._open <= 0 or (self._stopping and not self._step_tasks and not self.fast_running):
-            self._all_done.set()
+            self.loop.soon(self._all_done.set)
 
     def _stop(self) -> None:
         """Fail fast: no new steps; running ones are cancelled."""

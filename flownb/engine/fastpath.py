@@ -1,10 +1,11 @@
 """The short way for the commonest step: a plain synchronous Python function.
 
 A step with no condition, loop, cache, timeout, retries or fallback needs none
-of the stepper's machinery. It is handed to the executor with a callback, and
-settled when the executor drains its completions on the loop: no task, no
-coroutine, no future per step. What is recorded is exactly what the stepper
-records for the same step.
+of the stepper's machinery. It is handed to the executor with a callback: no
+task, no coroutine, no future per step. The callback runs on the engine's loop,
+or on the worker that ran the step when the loop sleeps (see loop.py); there
+it settles a success only, and hands a failure or an awaitable to the loop.
+What is recorded is exactly what the stepper records for the same step.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class FastAttempt:
     """One attempt in flight on the short path; the executor calls it back with
     ``(result, error)`` on the engine's loop."""
 
-    __slots__ = ("ctx", "ex", "input_hash", "started", "t0")
+    __slots__ = ("ctx", "dropped", "ex", "input_hash", "started", "t0")
 
     def __init__(self, ex: RunExecution, ctx: StepContext, input_hash: str) -> None:
         self.ex = ex
@@ -32,16 +33,26 @@ class FastAttempt:
         self.input_hash = input_hash
         self.started = ex.attempt_started(ctx, input_hash)
         self.t0 = time.perf_counter()
+        #: cancelled: a worker that has not started it yet leaves it alone
+        self.dropped = False
 
     def __call__(self, result: Any, error: BaseException | None) -> None:
         ex = self.ex
         if ex.fast_running.pop(self.ctx.step, None) is None:
             return  # cancelled meanwhile; the attempt was recorded then
         if error is None and result is not None and inspect.isawaitable(result):  # a cell with top-level await
+            if not ex.loop.here():
+                self._to_loop(result, error)
+                return
             ex.fast_running[self.ctx.step] = self
             _await_then(self, result)
             return
         self.finish(result, error)
+
+    def _to_loop(self, result: Any, error: BaseException | None) -> None:
+        """Leave this completion to the loop (called by a worker acting for it)."""
+        self.ex.fast_running[self.ctx.step] = self
+        self.ex.loop.call_soon_threadsafe(self, result, error)
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         ex, ctx = self.ex, self.ctx
@@ -51,6 +62,9 @@ class FastAttempt:
             except Exception as exc:  # noqa: BLE001  (an unstorable output fails the step, recorded)
                 error = exc
         if error is not None:
+            if not ex.loop.here():  # a failure may stop the run, which cancels tasks: the loop's work
+                self._to_loop(None, error)
+                return
             ex.attempt_finished(ctx, self.started, self.t0, "failed", self.input_hash, error=error)
             ex.settle(ctx.step, Outcome("failed", error=named_error(ex, ctx.step, error)))
         else:
@@ -58,6 +72,7 @@ class FastAttempt:
             ex.succeeded(ctx.step, result)
 
     def cancel(self) -> None:
+        self.dropped = True
         self.ex.attempt_finished(
             self.ctx, self.started, self.t0, "cancelled", self.input_hash, reason="the run was cancelled"
         )
@@ -70,7 +85,7 @@ def start(ex: RunExecution, name: str) -> None:
     attempt = FastAttempt(ex, ctx, ex.input_hash(spec))
     kwargs = {p: scope[p] for p in spec.inputs if p in scope} if spec.inputs else {}
     ex.fast_running[name] = attempt
-    ex.executor.submit(spec.fn, kwargs, ctx.log, attempt)  # type: ignore[attr-defined]
+    ex.executor.submit(spec.fn, kwargs, ctx.log, attempt, ex.loop)  # type: ignore[attr-defined]
 
 
 def cancel(ex: RunExecution, name: str) -> None:

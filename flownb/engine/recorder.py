@@ -11,15 +11,17 @@ an attempt that ends before then is written as its end alone, which carries
 
 from __future__ import annotations
 
-import asyncio
 import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flownb.store.base import Event, Store, StoredValue
 from flownb.store.codecs import Encoded
+
+if TYPE_CHECKING:
+    from flownb.engine.loop import EngineLoop
 
 Listener = Callable[[Event], None]
 LAZY_FLUSH = 0.05
@@ -30,8 +32,9 @@ GATHER = 0.005
 class Recorder:
     """Appends a run's events to its store, in order, in as few commits as possible."""
 
-    def __init__(self, store: Store, run_id: str, next_seq: int = 1) -> None:
+    def __init__(self, store: Store, run_id: str, loop: EngineLoop, next_seq: int = 1) -> None:
         self.store = store
+        self.loop = loop
         self.run_id = run_id
         self._seq = next_seq
         self._events: list[Event] = []
@@ -40,7 +43,8 @@ class Recorder:
         self._with_starts = False
         self._values: list[StoredValue] = []
         self._future: Future[None] | None = None
-        self._lazy: asyncio.TimerHandle | None = None
+        #: a flush of held starts is due (its timer is not cancelled: a flush disarms it)
+        self._lazy = False
         self._urgent = False
         self.listeners: list[Listener] = []
         #: the first write that failed: the run reports it instead of succeeding
@@ -55,8 +59,9 @@ class Recorder:
         self._seq += 1
         if event == "step_started" and step is not None:
             self._starts[(step, payload.get("attempt", 0))] = record
-            if self._lazy is None:
-                self._lazy = asyncio.get_running_loop().call_later(LAZY_FLUSH, self._flush_starts)
+            if not self._lazy:
+                self._lazy = True
+                self.loop.later(LAZY_FLUSH, self._flush_starts)
         else:
             if self._starts and event == "step_finished":
                 # the end record says when it started
@@ -85,13 +90,16 @@ class Recorder:
             payload["value"] = encoded.inline
         return payload
 
-    def commit(self, *, urgent: bool = True, starts: bool = True) -> Future[None]:
+    def commit(self, *, urgent: bool = True, starts: bool = True, here: bool = False) -> Future[None]:
         """Submit what was emitted, at the end of this loop turn; done once committed.
 
         ``urgent=False`` says nobody waits for it (a completion without dependents,
         a retry notice): the store may hold it a few milliseconds to commit it
         with others, so that a wide wave costs a few large commits, not many small.
         ``starts=False`` leaves the starts of running attempts to their timer.
+        ``here=True`` (urgent only) commits on the calling thread when the store's
+        writer is idle, saving two thread wake-ups: for a worker that settles the
+        step of a chain while nothing else runs that could share the commit.
         """
         self._urgent = self._urgent or urgent
         self._with_starts = self._with_starts or starts
@@ -99,34 +107,32 @@ class Recorder:
         if future is None:
             future = self._future = Future()
             if not urgent:  # gather what the next few milliseconds bring into one submit
-                asyncio.get_running_loop().call_later(GATHER, self._flush)
+                self.loop.later(GATHER, self._flush)
                 return future
         if urgent:  # someone waits: the writer gathers what else is queued anyway
-            self._flush()
+            self._flush(here)
         return future
 
     def _flush_starts(self) -> None:
-        self._lazy = None
-        self._with_starts = True
-        self._flush()
+        if self._lazy:
+            self._with_starts = True
+            self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, here: bool = False) -> None:
         future, self._future = self._future, None
         urgent, self._urgent = self._urgent, False
         events, self._events = self._events, []
         if self._with_starts and self._starts:
             events.extend(self._starts.values())
             self._starts = {}
-            if self._lazy is not None:
-                self._lazy.cancel()
-                self._lazy = None
+            self._lazy = False
         self._with_starts = False
         values, self._values = self._values, []
         if not events and not values:
             if future is not None:
                 future.set_result(None)
             return
-        submitted = self.store.submit(events, values, urgent=urgent)
+        submitted = (here and self.store.commit_now(events, values)) or self.store.submit(events, values, urgent=urgent)
         submitted.add_done_callback(self._check)
         if future is not None:
             submitted.add_done_callback(lambda f: _copy(f, future))

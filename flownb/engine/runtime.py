@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flownb.engine import capture
 from flownb.engine.execution import RunExecution
+from flownb.engine.loop import EngineLoop
 from flownb.engine.run import Run
 from flownb.errors import FlownbError
 from flownb.store.base import open_store
@@ -33,7 +34,7 @@ class Runtime:
     """One per process: the loop thread, the active runs, per-flow run slots."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = EngineLoop()
         self._thread = threading.Thread(target=self._serve, name="flownb-engine", daemon=True)
         self._thread.start()
         self.active: dict[str, RunExecution] = {}

@@ -1,9 +1,13 @@
 """Local execution: synchronous steps on worker threads beside the engine's loop.
 
-Workers take jobs from one queue and hand results back in batches: one
-wake-up of the loop serves every completion that arrives until it has worked
-through them, which is what keeps a wide wave of short steps cheap
-(``run_in_executor`` costs a wake-up and two futures per call).
+Workers take jobs from one queue. A plain step's completion is settled by the
+worker itself when the engine's loop sleeps (it borrows the loop's role, see
+engine/loop.py); the first step that settling starts is kept by the same
+worker and run next, without a hand-off (a chain runs on one thread, with no
+wake-up between its steps). Otherwise results go back to the loop in batches:
+one wake-up of the loop serves every completion that arrives until it has
+worked through them (``run_in_executor`` costs a wake-up and two futures per
+call).
 
 A thread cannot be killed: when an attempt times out or is cancelled, the
 engine stops waiting, records the attempt, and the thread is abandoned to
@@ -22,11 +26,22 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine.capture import CURRENT_LOG
+from flownb.engine.loop import EngineLoop
 
 if TYPE_CHECKING:
     from flownb.engine.context import StepContext
 
 _Job = tuple["_Mailbox", Any, contextvars.Context, Any, dict[str, Any]]
+
+
+class _Worker(threading.local):
+    #: the worker is settling a completion for the loop: a job it submits may stay with it
+    settling = False
+    #: that job, run next by this worker
+    kept: _Job | None = None
+
+
+_WORKER = _Worker()
 
 
 class LocalExecutor:
@@ -48,12 +63,16 @@ class LocalExecutor:
         self._put(loop, future, ctx.log, fn, kwargs)
         return await future
 
-    def submit(self, fn: Any, kwargs: dict[str, Any], log: Any, callback: Any) -> None:
-        """Run ``fn(**kwargs)`` and call ``callback(result, error)`` on the calling loop.
+    def submit(self, fn: Any, kwargs: dict[str, Any], log: Any, callback: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """Run ``fn(**kwargs)`` and call ``callback(result, error)`` for ``loop``: on it, or
+        on the worker in its stead when it is an :class:`EngineLoop` that sleeps. A
+        callback whose ``dropped`` is true by the time a worker takes the job (the step
+        was cancelled while it waited for a thread) is not called, nor is ``fn``.
 
         The engine's fast path uses this instead of :meth:`call`: no future per step.
+        Called from the loop, or from a worker settling a step for it.
         """
-        self._put(asyncio.get_running_loop(), callback, log, fn, kwargs)
+        self._put(loop, callback, log, fn, kwargs)
 
     def _put(self, loop: asyncio.AbstractEventLoop, target: Any, log: Any, fn: Any, kwargs: dict[str, Any]) -> None:
         mailbox = self._mailboxes.get(loop)
@@ -61,8 +80,13 @@ class LocalExecutor:
             mailbox = self._mailboxes[loop] = _Mailbox(loop)
         context = contextvars.copy_context()
         context.run(CURRENT_LOG.set, log)
+        job = (mailbox, target, context, fn, kwargs)
+        worker = _WORKER
+        if worker.settling and worker.kept is None:
+            worker.kept = job
+            return
         self._claim_worker()
-        self._jobs.put((mailbox, target, context, fn, kwargs))
+        self._jobs.put(job)
 
     def _claim_worker(self) -> None:
         with self._lock:
@@ -73,15 +97,26 @@ class LocalExecutor:
                 self._idle -= 1
 
     def _work(self) -> None:
+        worker = _WORKER
         while True:
-            mailbox, target, context, fn, kwargs = self._jobs.get()
-            result: Any = None
-            error: BaseException | None = None
-            try:
-                result = context.run(fn, **kwargs)
-            except BaseException as exc:  # noqa: BLE001  (delivered to the awaiting step)
-                error = exc
-            mailbox.post((target, result, error))
+            job: _Job | None = self._jobs.get()
+            while job is not None:
+                mailbox, target, context, fn, kwargs = job
+                result: Any = None
+                error: BaseException | None = None
+                if getattr(target, "dropped", False):  # cancelled before it started: never run it
+                    job = None
+                    continue
+                try:
+                    result = context.run(fn, **kwargs)
+                except BaseException as exc:  # noqa: BLE001  (delivered to the awaiting step)
+                    error = exc
+                worker.settling = True
+                try:
+                    mailbox.post((target, result, error))
+                finally:
+                    worker.settling = False
+                job, worker.kept = worker.kept, None
             with self._lock:
                 self._idle += 1
 
@@ -96,10 +131,22 @@ class _Mailbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = weakref.ref(loop)  # a closed loop must not be kept alive by its mailbox
+        self.lends = isinstance(loop, EngineLoop)
         self.items: deque[tuple[Any, Any, BaseException | None]] = deque()
         self.pending = False
 
     def post(self, item: tuple[Any, Any, BaseException | None]) -> None:
+        target = item[0]
+        if self.lends and not isinstance(target, asyncio.Future):
+            loop = self.loop()
+            if isinstance(loop, EngineLoop) and loop.borrow():
+                try:
+                    target(item[1], item[2])  # a fast-path callback, settled here for the loop
+                except Exception as exc:  # noqa: BLE001  (reported as a failed loop callback would be)
+                    loop.call_exception_handler({"message": "settling a step failed", "exception": exc})
+                finally:
+                    loop.give_back()
+                return
         self.items.append(item)
         if not self.pending:
             self.pending = True

@@ -80,6 +80,14 @@ class Store(ABC):
     ) -> Future[None]:
         """Queue records; ``urgent=False`` lets the store gather them with others first."""
 
+    def commit_now(self, events: list[Event], values: list[StoredValue]) -> Future[None] | None:
+        """Commit on the calling thread if that needs no waiting, else ``None`` (then ``submit``).
+
+        For a chain: a worker that commits its step itself spares the writer's and
+        the engine's wake-ups. Stores without a writer thread have nothing to spare.
+        """
+        return None
+
     @abstractmethod
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything submitted so far is committed."""

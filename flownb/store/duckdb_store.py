@@ -68,6 +68,10 @@ class DuckDBStore(Store):
         )
         self.idle_release = idle_release
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: held while the connection is in use: by the writer from taking work until it is
+        #: done with it, or by a thread committing at once (``commit_now``)
+        self._io = threading.Lock()
+        self._last_use = time.monotonic()
         #: set when an op someone waits for is queued: it ends a gathering pause
         self._wake = threading.Event()
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -89,6 +93,22 @@ class DuckDBStore(Store):
         if urgent:
             self._wake.set()
         return future
+
+    def commit_now(self, events: list[Event], values: list[StoredValue]) -> Future[None] | None:
+        """Commit on the calling thread when the writer is idle with the file open and
+        nothing queued (so nothing submitted earlier is overtaken); else ``None``."""
+        if self._con is None or not self._queue.empty() or not self._io.acquire(blocking=False):
+            return None
+        try:
+            con = self._con
+            if con is None or not self._queue.empty():
+                return None
+            write = _Write(events, values, Future(), urgent=True)
+            self._commit(con, [write])
+            self._last_use = time.monotonic()
+            return write.future
+        finally:
+            self._io.release()
 
     def flush(self, timeout: float | None = None) -> None:
         self._call(lambda con: None, timeout=timeout)
@@ -177,17 +197,22 @@ class DuckDBStore(Store):
 
     def _serve(self) -> None:
         while True:
+            idle_for = None if self._con is None else self._last_use + self.idle_release - time.monotonic()
             try:
-                first = self._queue.get(timeout=self.idle_release if self._con is not None else None)
+                first = self._queue.get(timeout=max(idle_for, 0.0) if idle_for is not None else None)
             except queue.Empty:
-                self._release()
+                with self._io:  # unless someone committed at once meanwhile
+                    if time.monotonic() - self._last_use >= self.idle_release:
+                        self._release()
                 continue
-            batch = self._gather(first)
-            stop = any(op is _STOP for op in batch)
-            self._handle([op for op in batch if op is not _STOP])
-            if stop:
-                self._release()
-                return
+            with self._io:
+                batch = self._gather(first)
+                stop = any(op is _STOP for op in batch)
+                self._handle([op for op in batch if op is not _STOP])
+                self._last_use = time.monotonic()
+                if stop:
+                    self._release()
+                    return
 
     def _gather(self, first: Any) -> list[Any]:
         """Everything queued; and when nobody waits for it, what comes in the next

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import duckdb
@@ -15,7 +17,7 @@ import pytest
 
 import flownb
 from flownb.store import codecs
-from flownb.store.base import forget_store, open_store
+from flownb.store.base import Event, forget_store, open_store
 from flownb.store.duckdb_store import DuckDBStore
 
 
@@ -185,3 +187,51 @@ def test_a_second_process_waits_its_turn(tmp_path: Path) -> None:
         holder.wait(60)
         holder.stdout.close()  # type: ignore[union-attr]
     assert holder.returncode == 0
+
+
+def _event(run_id: str, seq: int) -> Event:
+    return Event(run_id, seq, "run_status", None, {"status": "running"}, time.time())
+
+
+def _commit_when_idle(store: DuckDBStore, event: Event) -> Future[None]:
+    """``commit_now`` once the writer has put the connection down (it does just after
+    answering a call)."""
+    for _ in range(200):
+        done = store.commit_now([event], [])
+        if done is not None:
+            return done
+        time.sleep(0.01)
+    raise AssertionError("the writer never went idle")
+
+
+def test_commit_now_commits_on_the_calling_thread_only_when_the_writer_is_idle(tmp_path: Path) -> None:
+    store = DuckDBStore(str(tmp_path / "now.duckdb"), idle_release=0.3)
+    try:
+        store.flush()  # the file is open and nothing is queued
+        done = _commit_when_idle(store, _event("r1", 1))
+        assert done.done() and done.exception() is None
+        assert store.query("SELECT count(*) AS n FROM events WHERE run_id = 'r1'")["n"][0] == 1
+
+        busy, release = threading.Event(), threading.Event()
+        holder = threading.Thread(target=store._call, args=(lambda con: (busy.set(), release.wait(10)),))
+        holder.start()
+        assert busy.wait(10)
+        try:  # the writer has the connection: wait for it, never overtake it
+            assert store.commit_now([_event("r2", 1)], []) is None
+        finally:
+            release.set()
+            holder.join(10)
+
+        # committing at once keeps the file open; idle, it is let go as before
+        for seq in range(20):  # 1 s, over three times the idle release
+            _commit_when_idle(store, _event("r3", seq))
+            time.sleep(0.05)
+        assert store.query("SELECT count(*) AS n FROM events WHERE run_id = 'r3'")["n"][0] == 20
+        for _ in range(200):
+            if store._con is None:
+                break
+            time.sleep(0.05)
+        assert store._con is None
+        assert store.commit_now([_event("r4", 1)], []) is None  # closed: the writer opens it again
+    finally:
+        store.close()

@@ -1,0 +1,122 @@
+"""The engine's loop lends its role to a worker only while it sleeps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import flownb
+from flownb.engine.loop import EngineLoop
+from flownb.executors.local import LocalExecutor
+
+
+@pytest.fixture
+def loop() -> Iterator[EngineLoop]:
+    loop = EngineLoop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+def on_loop(loop: EngineLoop, fn: object) -> None:
+    done = threading.Event()
+    loop.call_soon_threadsafe(lambda: (fn(), done.set()))  # type: ignore[operator]
+    assert done.wait(10)
+
+
+def borrow_when_asleep(loop: EngineLoop) -> None:
+    """Borrow the loop's role as soon as it goes back to sleep."""
+    for _ in range(500):
+        if loop.borrow():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the loop never slept")
+
+
+def test_a_worker_borrows_the_loop_while_it_sleeps_and_the_loop_waits_for_it(loop: EngineLoop) -> None:
+    ran = threading.Event()
+    borrow_when_asleep(loop)
+    try:
+        loop.call_soon_threadsafe(ran.set)
+        assert not ran.wait(0.3), "the loop ran a callback while a worker held its role"
+    finally:
+        loop.give_back()
+    assert ran.wait(10)
+
+
+def test_nobody_borrows_the_loop_while_it_runs_a_callback(loop: EngineLoop) -> None:
+    inside, release = threading.Event(), threading.Event()
+    loop.call_soon_threadsafe(lambda: (inside.set(), release.wait(10)))
+    assert inside.wait(10)
+    try:
+        assert not loop.borrow()
+    finally:
+        release.set()
+
+
+def test_what_a_borrowing_worker_schedules_runs_on_the_loop_thread(loop: EngineLoop) -> None:
+    threads: list[int] = []
+    done = threading.Event()
+    borrow_when_asleep(loop)
+    try:
+        assert not loop.here()
+        loop.soon(lambda: threads.append(threading.get_ident()))
+        loop.later(0.01, lambda: (threads.append(threading.get_ident()), done.set()))
+    finally:
+        loop.give_back()
+    assert done.wait(10)
+    loop_thread: list[int] = []
+    on_loop(loop, lambda: loop_thread.append(threading.get_ident()))
+    assert threads == loop_thread * 2
+
+
+def test_a_job_cancelled_before_a_worker_takes_it_never_runs(loop: EngineLoop) -> None:
+    executor = LocalExecutor(max_workers=1)
+    hold, ran, settled = threading.Event(), [], threading.Event()
+
+    class Callback:
+        dropped = False
+
+        def __call__(self, result: object, error: BaseException | None) -> None:
+            settled.set()
+
+    first, second = Callback(), Callback()
+    on_loop(loop, lambda: executor.submit(hold.wait, {"timeout": 10}, None, first, loop))
+    on_loop(loop, lambda: executor.submit(lambda: ran.append(1), {}, None, second, loop))
+    second.dropped = True  # the one worker is busy: the second job still waits in the queue
+    hold.set()
+    assert settled.wait(10)
+    on_loop(loop, lambda: executor.submit(lambda: ran.append(2), {}, None, Callback(), loop))
+    for _ in range(100):
+        if ran:
+            break
+        threading.Event().wait(0.05)
+    assert ran == [2]
+
+
+def test_a_chain_of_plain_steps_commits_each_step_before_the_next_starts(tmp_path: object) -> None:
+    """Steps settled by workers (and committed by them) keep sync durability."""
+    db = str(tmp_path) + "/chain.duckdb"  # type: ignore[operator]
+    flow = flownb.Flow("chain", db=db)
+    committed: list[int] = []
+
+    def make(i: int) -> object:
+        def step() -> int:
+            if i:
+                done = flownb.sql("SELECT count(*) AS n FROM steps WHERE status = 'succeeded'", db=db)
+                committed.append(int(done["n"][0]))
+            return i
+
+        return step
+
+    for i in range(12):
+        flow.step(make(i), name=f"s{i}", after=(f"s{i - 1}",) if i else ())
+    run = flow.run().wait(60)
+    assert run.status == "succeeded", run.error
+    assert committed == list(range(1, 12))
+    assert run.outputs["s11"] == 11

@@ -104,7 +104,7 @@ class LocalExecutor:
                 mailbox, target, context, fn, kwargs = job
                 result: Any = None
                 error: BaseException | None = None
-                if getattr(target, "dropped", False):  # cancelled before it started: never run it
+                if _dropped(target):  # cancelled before it started: never run it
                     job = None
                     continue
                 try:
@@ -167,6 +167,12 @@ class _Mailbox:
             if not items:  # anything appended after this check finds pending False and wakes us
                 return
             self.pending = True
+
+
+def _dropped(target: Any) -> bool:
+    if isinstance(target, asyncio.Future):
+        return target.cancelled()  # a read: the loop may cancel it meanwhile, then it runs
+    return getattr(target, "dropped", False) is True
 
 
 def _settle(target: Any, result: Any, error: BaseException | None) -> None:

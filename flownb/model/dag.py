@@ -9,9 +9,12 @@ from collections.abc import Iterable, Mapping
 from flownb.errors import CycleError, FlowDefinitionError
 
 
-def check_dependencies(flow: str, deps: Mapping[str, Iterable[str]]) -> None:
-    """Raise for a dependency on an unknown step (with a did-you-mean) or a cycle."""
-    names = set(deps)
+def check_dependencies(
+    flow: str, deps: Mapping[str, Iterable[str]], dependents: Mapping[str, Iterable[str]] | None = None
+) -> list[str]:
+    """Raise for a dependency on an unknown step (with a did-you-mean) or a cycle;
+    else return the steps in topological order."""
+    names = deps.keys()
     for step, wanted in deps.items():
         for dep in wanted:
             if dep == step:
@@ -22,8 +25,10 @@ def check_dependencies(flow: str, deps: Mapping[str, Iterable[str]]) -> None:
                 raise FlowDefinitionError(
                     f"step {step!r} of flow {flow!r} depends on {dep!r}, which is not a step{also}"
                 )
-    if len(topological_order(deps, strict=False)) != len(deps):
+    order = topological_order(deps, strict=False, dependents=dependents)
+    if len(order) != len(deps):
         raise CycleError(flow, find_cycle(deps) or [])
+    return order
 
 
 def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
@@ -55,32 +60,42 @@ def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
     return None
 
 
-def levels(deps: Mapping[str, Iterable[str]]) -> dict[str, int]:
+def levels(
+    deps: Mapping[str, Iterable[str]], dependents: Mapping[str, Iterable[str]] | None = None,
+    order: Iterable[str] | None = None,
+) -> dict[str, int]:  # fmt: skip
     """Topological level of every step: 0 for roots, else 1 + the deepest dependency.
 
     Levels are for display only; the scheduler never waits for a whole level.
+    ``order`` may be given when the caller has it (``topological_order(deps)``).
     """
     level: dict[str, int] = {}
-    for step in topological_order(deps):
-        level[step] = 1 + max((level[d] for d in deps[step]), default=-1)
+    for step in order if order is not None else topological_order(deps, dependents=dependents):
+        wanted = deps[step]
+        level[step] = 1 + max(level[d] for d in wanted) if wanted else 0
     return level
 
 
-def topological_order(deps: Mapping[str, Iterable[str]], *, strict: bool = True) -> list[str]:
+def topological_order(
+    deps: Mapping[str, Iterable[str]], *, strict: bool = True, dependents: Mapping[str, Iterable[str]] | None = None
+) -> list[str]:
     """Steps in an order where each comes after its dependencies (Kahn's algorithm).
 
     With a cycle, the steps on or behind it are missing: ``strict`` raises then.
+    ``dependents`` may be given when the caller has it (``dependents_of(deps)``).
     """
-    waiting = {s: len(set(d)) for s, d in deps.items()}
-    dependents = dependents_of(deps)
+    if dependents is None:
+        dependents = dependents_of(deps)
+    waiting = {s: len(d if isinstance(d, frozenset | set) else set(d)) for s, d in deps.items()}
     ready = deque(s for s, n in waiting.items() if not n)
     order: list[str] = []
     while ready:
         step = ready.popleft()
         order.append(step)
         for child in dependents[step]:
-            waiting[child] -= 1
-            if not waiting[child]:
+            left = waiting[child] - 1
+            waiting[child] = left
+            if not left:
                 ready.append(child)
     if strict and len(order) != len(waiting):
         raise CycleError("?", find_cycle(deps) or [])

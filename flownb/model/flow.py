@@ -22,17 +22,26 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTEXT_PARAMETERS = frozenset({"params", "item", "index", "run"})
 
 
+_Checked = tuple[dict[str, frozenset[str]], dict[str, set[str]], list[str]]
+
+
 class Graph:
     """A validated snapshot of a flow's steps, as the engine runs them."""
 
-    def __init__(self, flow: str, specs: dict[str, StepSpec]) -> None:
+    def __init__(self, flow: str, specs: dict[str, StepSpec], checked: _Checked | None = None) -> None:
+        """``checked``: the edges of all ``specs`` and their topological order, as
+        validation found them (they serve as they are when no step is a fallback)."""
         self.flow = flow
         self.specs = specs
         fallbacks = {s.fallback for s in specs.values() if isinstance(s.fallback, str)}
-        # steps that run only in place of a failed step are not scheduled on their own
-        self.deps = {n: s.deps for n, s in specs.items() if n not in fallbacks}
-        self.levels = dag.levels(self.deps)
-        self.dependents = dag.dependents_of(self.deps)
+        if checked is not None and not fallbacks:
+            self.deps, self.dependents, order = checked
+            self.levels = dag.levels(self.deps, order=order)
+        else:
+            # steps that run only in place of a failed step are not scheduled on their own
+            self.deps = {n: s.deps for n, s in specs.items() if n not in fallbacks}
+            self.dependents = dag.dependents_of(self.deps)
+            self.levels = dag.levels(self.deps, self.dependents)
         self.hash = digest(*(f"{n}:{s.code_hash}" for n, s in sorted(specs.items())))
         self._shape: dict[str, dict[str, Any]] | None = None
 
@@ -311,9 +320,10 @@ class Flow:
     def _validated(self) -> Graph:
         specs: dict[str, StepSpec] = {}
         for name, spec in self._specs.items():
-            deps = _resolve_deps(spec, self._specs)
-            specs[name] = _with_deps(spec, deps)
-        dag.check_dependencies(self.name, {n: s.deps for n, s in specs.items()})
+            specs[name] = _with_deps(spec, _resolve_deps(spec, self._specs)) if spec.inputs else spec
+        deps = {n: s.deps for n, s in specs.items()}
+        dependents = dag.dependents_of(deps)
+        order = dag.check_dependencies(self.name, deps, dependents)
         for name, spec in specs.items():
             fb = spec.fallback
             if isinstance(fb, str):
@@ -325,7 +335,7 @@ class Flow:
                         f"fallback {fb!r} of step {name!r} may only depend on steps that {name!r} "
                         f"depends on; it reads {', '.join(sorted(specs[fb].deps - ancestors))}"
                     )
-        return Graph(self.name, specs)
+        return Graph(self.name, specs, (deps, dependents, order))
 
     def run(self, params: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> Run:
         """Start a run in the background and return its handle at once."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -96,6 +98,21 @@ def test_a_job_cancelled_before_a_worker_takes_it_never_runs(loop: EngineLoop) -
         if ran:
             break
         threading.Event().wait(0.05)
+    assert ran == [2]
+
+
+def test_a_step_cancelled_while_it_waits_for_a_thread_never_runs(loop: EngineLoop) -> None:
+    executor = LocalExecutor(max_workers=1)
+    hold, ran = threading.Event(), []
+    ctx = SimpleNamespace(log=None)
+    busy = asyncio.run_coroutine_threadsafe(executor.call(hold.wait, {"timeout": 10}, ctx), loop)  # type: ignore[arg-type]
+    waiting = asyncio.run_coroutine_threadsafe(executor.call(lambda: ran.append(1), {}, ctx), loop)  # type: ignore[arg-type]
+    threading.Event().wait(0.1)
+    waiting.cancel()
+    hold.set()
+    assert busy.result(10) is True
+    after = asyncio.run_coroutine_threadsafe(executor.call(lambda: ran.append(2), {}, ctx), loop)  # type: ignore[arg-type]
+    after.result(10)
     assert ran == [2]
 
 

@@ -137,3 +137,25 @@ def test_a_chain_of_plain_steps_commits_each_step_before_the_next_starts(tmp_pat
     assert run.status == "succeeded", run.error
     assert committed == list(range(1, 12))
     assert run.outputs["s11"] == 11
+
+
+
+def test_a_chain_of_plain_steps_runs_without_waking_the_loop_for_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers settle the steps and start the next: the loop turns a few times for its
+    timers, not once or more a step."""
+    from flownb.engine import loop as loop_module
+
+    turns = [0]
+    select = loop_module._LendingSelector.select
+
+    def counted(self: loop_module._LendingSelector, timeout: float | None = None) -> object:
+        turns[0] += 1
+        return select(self, timeout)
+
+    flow = flownb.Flow("no-wake", db=":memory:")
+    for i in range(300):
+        flow.step(lambda: None, name=f"s{i}", after=(f"s{i - 1}",) if i else ())
+    flow.graph()
+    monkeypatch.setattr(loop_module._LendingSelector, "select", counted)
+    assert flow.run().wait(60).status == "succeeded"
+    assert turns[0] < 100, f"the loop turned {turns[0]} times for 300 steps"

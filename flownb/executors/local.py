@@ -56,6 +56,8 @@ class LocalExecutor:
         self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
             weakref.WeakKeyDictionary()
         )
+        #: the mailbox used last (there is one engine loop): found without a lookup
+        self._last: _Mailbox | None = None
 
     async def call(self, fn: Any, kwargs: dict[str, Any], ctx: StepContext) -> Any:
         loop = asyncio.get_running_loop()
@@ -75,9 +77,12 @@ class LocalExecutor:
         self._put(loop, callback, log, fn, kwargs)
 
     def _put(self, loop: asyncio.AbstractEventLoop, target: Any, log: Any, fn: Any, kwargs: dict[str, Any]) -> None:
-        mailbox = self._mailboxes.get(loop)
-        if mailbox is None:
-            mailbox = self._mailboxes[loop] = _Mailbox(loop)
+        mailbox = self._last
+        if mailbox is None or mailbox.loop() is not loop:
+            mailbox = self._mailboxes.get(loop)
+            if mailbox is None:
+                mailbox = self._mailboxes[loop] = _Mailbox(loop)
+            self._last = mailbox
         context = contextvars.copy_context()
         context.run(CURRENT_LOG.set, log)
         job = (mailbox, target, context, fn, kwargs)

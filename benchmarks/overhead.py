@@ -5,7 +5,8 @@ async durability, and in memory; beside a plain asyncio baseline and dask's
 threaded scheduler on the same graphs (``dask.threaded.get``, with 8 workers
 like flownb's default ``max_concurrency``, and with dask's default pool of one
 thread a core), as ratios ("x dask" is against 8 workers); and the latency of
-one bare DuckDB insert-and-commit, which bounds a chain with sync durable commits.
+one bare DuckDB insert-and-commit, which bounds a chain with sync durable commits
+(measured in turns with the chain's runs: a disk's commit latency drifts).
 
     python benchmarks/overhead.py [--steps 10000] [--repeat 3]
 """

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 class FastAttempt:
     """One attempt in flight on the short path; the executor calls it back with
-    ``(result, error)`` on the engine's loop."""
+    ``(result, error)`` on the engine's loop, or on a worker that acts for it."""
 
     __slots__ = ("ctx", "dropped", "ex", "input_hash", "started", "t0")
 

@@ -44,6 +44,9 @@ class _LendingSelector(selectors.DefaultSelector):
 
 
 class EngineLoop(asyncio.SelectorEventLoop):
+    """The runtime's event loop: an asyncio loop, plus the lock that says who may
+    act for it (:meth:`borrow`), and scheduling that works from either side."""
+
     def __init__(self) -> None:
         #: held by whoever may touch the state of runs: the loop, or a worker in its stead
         self.lock = threading.Lock()

@@ -2,7 +2,8 @@
 
 The engine runs on a thread of its own, in a kernel and outside one: a long
 synchronous cell never stalls a run, ``run.wait()`` works everywhere, and no
-nested event loop is ever needed.
+nested event loop is ever needed. While the loop sleeps, a worker that finished
+a plain step may act for it (see loop.py).
 """
 
 from __future__ import annotations

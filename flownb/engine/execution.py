@@ -212,12 +212,13 @@ class RunExecution:
         limit = self.flow.max_concurrency
         while self._ready and not self._stopping:
             name = self._ready[0]
-            fast = self._submits and self.graph.specs[name].plain
+            spec = self.graph.specs[name]
+            gate = spec.kind == "approval"  # waiting holds no slot
+            if not gate and self._running >= limit:
+                return
+            fast = self._submits and spec.plain
             if not fast and not self.loop.here():  # a worker settling a step starts plain steps only
                 self.loop.soon(self._pump)
-                return
-            gate = self.graph.specs[name].kind == "approval"  # waiting holds no slot
-            if not gate and self._running >= limit:
                 return
             self._ready.popleft()
             if not gate:

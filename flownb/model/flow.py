@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import keyword
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -211,9 +213,16 @@ class Flow:
         name = s["name"] or (getattr(fn, "__name__", None) if fn is not None else None)
         if not name:
             raise FlowDefinitionError(f"a {kind_name} step needs a name: flow.step(name=..., kind={kind_name!r})")
-        if not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise FlowDefinitionError(
                 f"step name {name!r} is not an identifier; use letters, digits and _"
+            )
+        # a step's name becomes a Python name (a function parameter, a notebook variable)
+        if keyword.iskeyword(name):
+            raise FlowDefinitionError(f"step name {name!r} is a Python keyword; choose another name")
+        if name.startswith("__"):
+            raise FlowDefinitionError(
+                f"step name {name!r} starts with __, which is reserved for Python; choose another name"
             )
         if name in CONTEXT_PARAMETERS:
             raise FlowDefinitionError(f"step name {name!r} is reserved; choose another name")
@@ -238,13 +247,19 @@ class Flow:
     ) -> StepSpec:  # fmt: skip
         where = f"step {name!r} of flow {self.name!r}"
         retry = _retry_policy(where, s)
-        for opt in ("timeout",):
-            if s[opt] is not None and (not isinstance(s[opt], int | float) or s[opt] <= 0):
-                raise FlowDefinitionError(f"{where}: {opt} must be a positive number of seconds")
-        if s["concurrency"] is not None and (not isinstance(s["concurrency"], int) or s["concurrency"] < 1):
-            raise FlowDefinitionError(f"{where}: concurrency must be a positive integer")
-        if not isinstance(s["max_iterations"], int) or s["max_iterations"] < 1:
-            raise FlowDefinitionError(f"{where}: max_iterations must be a positive integer")
+        if s["timeout"] is not None and not (_is_number(s["timeout"]) and s["timeout"] > 0):
+            raise FlowDefinitionError(
+                f"{where}: timeout must be a positive number of seconds, finite (None for no timeout), "
+                f"not {s['timeout']!r}"
+            )
+        if s["concurrency"] is not None and not (_is_int(s["concurrency"]) and s["concurrency"] >= 1):
+            raise FlowDefinitionError(
+                f"{where}: concurrency must be a positive integer (or None), not {s['concurrency']!r}"
+            )
+        if not (_is_int(s["max_iterations"]) and s["max_iterations"] >= 1):
+            raise FlowDefinitionError(
+                f"{where}: max_iterations must be a positive integer, not {s['max_iterations']!r}"
+            )
         if s["on_failure"] not in ON_FAILURE:
             raise FlowDefinitionError(f"{where}: on_failure must be 'stop' or 'continue', not {s['on_failure']!r}")
         if s["fallback"] == name:
@@ -387,13 +402,15 @@ _COMMON = frozenset(_DEFAULTS) - {"name", "kind"}
 
 
 def _retry_policy(where: str, s: dict[str, Any]) -> RetryPolicy:
-    if not isinstance(s["retries"], int) or s["retries"] < 0:
+    if not (_is_int(s["retries"]) and s["retries"] >= 0):
         raise FlowDefinitionError(f"{where}: retries must be a non-negative integer, not {s['retries']!r}")
     if s["backoff"] not in BACKOFFS:
         raise FlowDefinitionError(f"{where}: backoff must be one of {', '.join(BACKOFFS)}, not {s['backoff']!r}")
     for opt in ("retry_delay", "max_delay", "jitter"):
-        if not isinstance(s[opt], int | float) or s[opt] < 0:
-            raise FlowDefinitionError(f"{where}: {opt} must be a non-negative number")
+        if not (_is_number(s[opt]) and s[opt] >= 0):
+            raise FlowDefinitionError(
+                f"{where}: {opt} must be a non-negative, finite number of seconds, not {s[opt]!r}"
+            )
     retry_on = s["retry_on"] if isinstance(s["retry_on"], tuple) else (s["retry_on"],)
     if not all(isinstance(e, type) and issubclass(e, BaseException) for e in retry_on):
         raise FlowDefinitionError(f"{where}: retry_on must be exception classes")
@@ -401,6 +418,16 @@ def _retry_policy(where: str, s: dict[str, Any]) -> RetryPolicy:
         retries=s["retries"], backoff=s["backoff"], retry_delay=float(s["retry_delay"]),
         max_delay=float(s["max_delay"]), jitter=float(s["jitter"]), retry_on=retry_on,
     )  # fmt: skip
+
+
+def _is_int(value: Any) -> bool:
+    """An integer that is not a bool (``True`` is an int to Python, never a count to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float, not a bool: NaN compares false with every bound, inf never elapses."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parameters(where: str, fn: Callable[..., Any]) -> tuple[tuple[str, ...], set[str]]:

@@ -7,10 +7,11 @@ Exit status: 0 when the run succeeded (or the command did what it was asked),
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from flownb.errors import FlownbError
 
@@ -37,10 +38,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (argparse prints a usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"flownb: {self.prog}: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (``float()`` alone takes ``-1``, ``nan`` and ``inf``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--db", help="the store file (default: FLOWNB_DB or .flownb/flownb.duckdb)")
-    p = argparse.ArgumentParser(prog="flownb", description=__doc__.split("\n")[0])
+    p = _Parser(prog="flownb", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="run a notebook's flow, or FILE.py:FLOW, headless")
@@ -49,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--approve", action="append", default=[], metavar="STEP|all", help="approve these gates at once")
     run.add_argument("--flow", help="which flow of the notebook (default: its only or default flow)")
     run.add_argument("--executor", help="local (default), dask, or a Dask scheduler address")
-    run.add_argument("--timeout", type=float, help="fail the run after this many seconds")
+    run.add_argument("--timeout", type=_seconds, help="fail the run after this many seconds")
     run.set_defaults(handler=_cmd_run)
 
     history = sub.add_parser("history", parents=[common], help="the latest runs")

@@ -61,6 +61,9 @@ def load_target(target: str, *, flow_name: str | None, executor: str | None) -> 
         path = Path(target)
         if not path.is_file():
             raise TargetError(f"no notebook {target}")
+        from flownb.notebook.nbfile import read_notebook
+
+        read_notebook(path)  # a broken file is one line here, before any cell executes
         rt.notebook = str(path.resolve())
         return _notebook(path, flow_name, executor)
     file, sep, name = target.partition(":")
@@ -73,6 +76,11 @@ def load_target(target: str, *, flow_name: str | None, executor: str | None) -> 
         namespace = runpy.run_path(file, run_name="__flownb__")
     except FlownbError:
         raise
+    except SystemExit as exc:  # the file is a script, not a module: its exit must not become ours
+        raise TargetError(
+            f"{file} called sys.exit({exc.code!r}) while loading; a FILE.py:FLOW file must define its "
+            "flow without exiting (put script code under `if __name__ == '__main__':`)"
+        ) from None
     except Exception as exc:  # noqa: BLE001  (the user's file failed: say where, briefly)
         raise TargetError(f"{file} failed to load: {type(exc).__name__}: {exc}") from None
     flow = namespace.get(name)
@@ -84,13 +92,12 @@ def load_target(target: str, *, flow_name: str | None, executor: str | None) -> 
 
 
 def _notebook(path: Path, flow_name: str | None, executor: str | None) -> Target:
-    from IPython.core.interactiveshell import InteractiveShell
-
+    from flownb.notebook.headless import headless_shell
     from flownb.notebook.session import Session
 
     # the kernel in JupyterLab names the default flow after the notebook: do the same
     os.environ["JPY_SESSION_NAME"] = str(path.resolve())
-    shell = InteractiveShell.instance()
+    shell = headless_shell()
     # IPython prints a failing cell's error itself; the one line we raise says it all
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

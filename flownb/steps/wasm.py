@@ -7,7 +7,13 @@ Guarantees:
   environment variables and no arguments but its module name.
 - ``input`` is given as JSON on stdin (None gives an empty stdin); the output
   is the JSON the guest printed on stdout. Its stderr streams into the log.
-- Linear memory is capped at ``memory_limit_mb``.
+- What a guest can allocate is bounded in total, not per object: its store
+  holds one instance with one linear memory of at most ``memory_limit_mb``,
+  and at most :data:`MAX_TABLES` tables of :func:`table_elements` entries each
+  (an eighth of ``memory_limit_mb`` in all). A module that declares more fails
+  the attempt when it is instantiated, naming the limit; a ``memory.grow`` or
+  ``table.grow`` past a limit returns -1 to the guest, as the spec says. The GC
+  proposal is off: its heap would lie outside these limits.
 - A guest cannot outlive its attempt: each call has its own wasmtime engine
   with epoch interruption and a deadline of one tick. The tick comes from a
   timer at the step's ``timeout``, or from the engine's cancel of the attempt;
@@ -46,6 +52,10 @@ SKILLS = Path(__file__).resolve().parent.parent / "skills"
 SUFFIXES = (".wasm", ".wat")
 MAX_STDOUT = 10 * 1024 * 1024
 STDERR_TAIL = 2000
+#: tables a guest may have (C, Rust and Zig toolchains emit one, for indirect calls)
+MAX_TABLES = 2
+#: bytes a table entry may take (a funcref is one pointer; leave room for wider ones)
+TABLE_ENTRY_BYTES = 16
 #: seconds to wait for a guest to stop after its epoch was bumped (a host call
 #: such as a WASI sleep is not interruptible); past that the thread is abandoned
 STOP_GRACE = 5.0
@@ -57,6 +67,35 @@ class WasmError(Exception):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+def table_elements(memory_mb: int) -> int:
+    """Entries a guest's table may hold: all tables together take at most an eighth
+    of ``memory_mb`` (4,096 entries at least, for the smallest limits)."""
+    return max(4096, memory_mb * 1024 * 1024 // 8 // MAX_TABLES // TABLE_ENTRY_BYTES)
+
+
+def limits(memory_mb: int) -> str:
+    """The limits a guest runs under, as error messages state them."""
+    return (
+        f"one linear memory of at most memory_limit_mb={memory_mb}, at most {MAX_TABLES} tables of "
+        f"{table_elements(memory_mb)} entries, one instance"
+    )
+
+
+def limited_store(engine: wasmtime.Engine, memory_mb: int) -> wasmtime.Store:
+    """A store whose guest cannot allocate past :func:`limits` in total.
+
+    wasmtime's ``memory_size`` and ``table_elements`` bound *each* memory and
+    table; the counts (one memory, :data:`MAX_TABLES` tables, one instance) are
+    what make the sum bounded: nine memories of 60 MB each would otherwise all fit.
+    """
+    store = wasmtime.Store(engine)
+    store.set_limits(
+        memory_size=memory_mb * 1024 * 1024, table_elements=table_elements(memory_mb),
+        instances=1, tables=MAX_TABLES, memories=1,
+    )  # fmt: skip
+    return store
 
 
 def skill_path(name: str) -> Path:
@@ -158,6 +197,8 @@ async def run_guest(ctx: StepContext, path: Path, stdin: bytes, dirs: list[str],
     except wasmtime.ExitTrap as exc:
         raise WasmError(f"step {ctx.step!r}: the guest {path.name} exited with code {exc.code}"
                         f"{_stderr(tail)}") from None  # fmt: skip
+    except _OverLimits as exc:
+        raise WasmError(f"step {ctx.step!r}: {exc}", retryable=False) from None
     except (wasmtime.Trap, wasmtime.WasmtimeError, _Stopped) as exc:
         if stopped.is_set():
             raise WasmError(f"step {ctx.step!r}: the guest {path.name} was stopped at the step's timeout "
@@ -182,6 +223,15 @@ def running_guests() -> int:
 
 class _Stopped(Exception):
     """The attempt was stopped before its guest started."""
+
+
+class _OverLimits(Exception):
+    """The module declares more memories, tables or memory than its store allows."""
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _run(engine: wasmtime.Engine, path: Path, *, stdin: bytes, dirs: list[str], memory_mb: int,
@@ -219,8 +269,7 @@ def _instantiate_and_start(engine: wasmtime.Engine, path: Path, *, stdin: bytes,
         wasi.stderr_custom = on_stderr
         for d in dirs:
             wasi.preopen_dir(d, d)
-        store = wasmtime.Store(engine)
-        store.set_limits(memory_size=memory_mb * 1024 * 1024)
+        store = limited_store(engine, memory_mb)
         store.set_epoch_deadline(1)
         # the deadline is relative to the epoch *now*: a stop that bumped the epoch
         # before this line would be missed, so it is checked after (stop sets the
@@ -230,7 +279,19 @@ def _instantiate_and_start(engine: wasmtime.Engine, path: Path, *, stdin: bytes,
         store.set_wasi(wasi)
         linker = wasmtime.Linker(engine)
         linker.define_wasi()
-        instance = linker.instantiate(store, module)
+        try:
+            instance = linker.instantiate(store, module)
+        except wasmtime.Trap:  # a start function that trapped: the guest's own failure
+            raise
+        except wasmtime.WasmtimeError as exc:
+            cause = _first_line(exc)
+            if "count too high" in cause:  # more memories, tables or instances: no limit to raise
+                fix = "build the module with one memory and at most that many tables"
+            else:
+                fix = "raise memory_limit_mb if it needs more memory"
+            raise _OverLimits(
+                f"the guest {path.name} does not fit its limits ({limits(memory_mb)}): {cause}; {fix}"
+            ) from None
         start = instance.exports(store).get("_start")
         if not isinstance(start, wasmtime.Func):
             raise wasmtime.WasmtimeError(f"{path.name} exports no _start function (it must be a WASI command)")
@@ -245,6 +306,8 @@ def _instantiate_and_start(engine: wasmtime.Engine, path: Path, *, stdin: bytes,
 def _config() -> wasmtime.Config:
     config = wasmtime.Config()
     config.epoch_interruption = True
+    # GC objects live in a heap of their own, which the store's limits do not bound
+    config.wasm_gc = False
     return config
 
 

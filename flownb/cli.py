@@ -108,25 +108,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flownb.cli_progress import follow
+    from flownb.cli_progress import echo_steps, follow
     from flownb.cli_targets import load_target, parse_params
 
     params = parse_params(args.param)
     target = load_target(args.target, flow_name=args.flow, executor=args.executor)
-    run = target.start(params, approve=args.approve, timeout=args.timeout)
-    return follow(run, approve=args.approve)
+    with echo_steps() as echo:
+        run = target.start(params, approve=args.approve, timeout=args.timeout)
+        return follow(run, approve=args.approve, echo=echo)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from flownb.cli_progress import follow
+    from flownb.cli_progress import echo_steps, follow
     from flownb.cli_targets import load_target, recorded_target
     from flownb.store import open_store
 
     store = open_store(None)
     where, flow_name = recorded_target(store, args.run)
     target = load_target(args.target or where, flow_name=flow_name, executor=None)
-    run = target.resume(args.run, approve=args.approve)
-    return follow(run, approve=args.approve)
+    with echo_steps() as echo:
+        run = target.resume(args.run, approve=args.approve)
+        return follow(run, approve=args.approve, echo=echo)
 
 
 def _cmd_history(args: argparse.Namespace) -> int:

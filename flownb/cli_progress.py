@@ -1,10 +1,13 @@
-"""Live progress of a run in the terminal, and the summary table at its end."""
+"""Live progress of a run in the terminal, what its steps print, and the summary table at its end."""
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -22,27 +25,111 @@ COLORS = {
 DONE = ("succeeded", "cached", "failed", "skipped", "cancelled")
 
 
-def follow(run: Run, *, approve: Iterable[str] = ()) -> int:
-    """Show the run until it ends; tell how to decide a waiting gate; 0 only on success."""
+class StepEcho:
+    """What the steps of the runs this process starts print and display, as prefixed lines.
+
+    Steps write from worker threads; lines queue here and the terminal prints
+    them from one thread, in the order they were written: ``[step] text``.
+    A partial line waits for its end (or for the run's end).
+    """
+
+    def __init__(self) -> None:
+        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._partial: dict[tuple[str, str], str] = {}
+
+    def attach(self, ex: Any) -> None:
+        """The runtime's start hook: listen to a top-level run's steps."""
+        if ex.depth == 0:
+            ex.log_listeners.append(self._heard)
+
+    def _heard(self, ex: Any, step: str, stream: str, text: Any) -> None:
+        if stream == "display":
+            for line in _display_lines(text):
+                self.lines.put(f"[{step}] {line}")
+            return
+        pending = self._partial.pop((step, stream), "") + str(text)
+        *complete, rest = pending.split("\n")
+        for line in complete:
+            self.lines.put(f"[{step}] {line}")
+        if rest:
+            self._partial[(step, stream)] = rest
+
+    def drain(self) -> Iterator[str]:
+        while True:
+            try:
+                yield self.lines.get_nowait()
+            except queue.Empty:
+                return
+
+    def close(self) -> Iterator[str]:
+        yield from self.drain()
+        for (step, _), rest in sorted(self._partial.items()):
+            yield f"[{step}] {rest}"
+        self._partial.clear()
+
+
+def _display_lines(bundle: Any) -> list[str]:
+    """A displayed value as the terminal can show it: its text, and what else there was."""
+    data = bundle.get("data", {}) if isinstance(bundle, dict) else {}
+    text = str(data.get("text/plain", "")).rstrip("\n")
+    others = [f"{mime}, {len(str(v)) * 3 // 4 // 1024} kB" if mime.startswith("image/") else mime
+              for mime, v in data.items() if mime != "text/plain"]  # fmt: skip
+    lines = text.split("\n") if text else []
+    if others and lines:
+        lines[-1] += f"  ({'; '.join(others)})"
+    elif others:
+        lines = [f"({'; '.join(others)})"]
+    return lines
+
+
+@contextlib.contextmanager
+def echo_steps() -> Iterator[StepEcho]:
+    """Listen to the steps of the runs started inside this block."""
+    from flownb.engine.runtime import runtime
+
+    echo = StepEcho()
+    hooks = runtime().on_start
+    hooks.append(echo.attach)
+    try:
+        yield echo
+    finally:
+        hooks.remove(echo.attach)
+
+
+def follow(run: Run, *, approve: Iterable[str] = (), echo: StepEcho | None = None) -> int:
+    """Show the run until it ends, with what its steps print; tell how to decide a waiting
+    gate; 0 only on success."""
     console = Console(stderr=False)
     told: set[str] = set()
     auto = set(approve)
+
+    def say(lines: Iterable[str], out: Console) -> None:
+        for line in lines:
+            out.print(Text(line), highlight=False, markup=False, soft_wrap=True)
+
     if console.is_terminal:
-        with Live(_table(run), console=console, refresh_per_second=8, transient=True) as live:
+        with Live(_table(run), console=console, refresh_per_second=8, transient=True,
+                  redirect_stdout=False, redirect_stderr=False) as live:  # fmt: skip
             while not run.done:
                 _tell_gates(run, told, auto, live.console)
+                if echo is not None:
+                    say(echo.drain(), live.console)
                 live.update(_table(run))
                 time.sleep(0.12)
     else:
         seen: dict[str, str] = {}
         while not run.done:
             _tell_gates(run, told, auto, console)
+            if echo is not None:
+                say(echo.drain(), console)
             for step, status in run.step_status.items():
                 if seen.get(step) != status and status in (*DONE, "running", "waiting"):
                     seen[step] = status
                     console.print(f"  {step}: {status}", highlight=False)
             time.sleep(0.12)
     run.wait()
+    if echo is not None:
+        say(echo.close(), console)
     console.print(_table(run, final=True))
     if run.status == "succeeded":
         console.print(f"run {run.id} [green]succeeded[/green]")

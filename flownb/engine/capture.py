@@ -15,25 +15,51 @@ from contextvars import ContextVar
 from typing import Any, TextIO
 
 _MAX_KEPT = 1_000_000  # characters of each stream kept for the store
+_MAX_DISPLAY_BYTES = 4_000_000  # of displayed outputs (figures are ~20-100 kB of base64 each)
 _LOGS_LOCK = threading.Lock()
 
 
 class StepLog:
-    """What one attempt printed, with an optional live listener.
+    """What one attempt printed and displayed, with an optional live listener.
 
-    Most steps print nothing: the buffers are made on the first write.
+    The listener hears ``(stream, text)`` for prints and ``("display", bundle)``
+    for ``display()`` calls and a cell's shown value. Most steps print nothing:
+    the buffers are made on the first write.
     """
 
-    __slots__ = ("_parts", "on_write", "run_id", "step")
+    __slots__ = ("_displays", "_parts", "on_write", "run_id", "step")
 
     def __init__(
-        self, on_write: Callable[[str, str], None] | None = None, *, run_id: str = "", step: str = ""
+        self, on_write: Callable[[str, Any], None] | None = None, *, run_id: str = "", step: str = ""
     ) -> None:
         self.run_id = run_id
         self.step = step
         #: made on the first write: stream -> (pieces, characters kept)
         self._parts: dict[str, tuple[list[str], list[int]]] | None = None
+        self._displays: list[dict[str, Any]] | None = None
         self.on_write = on_write
+
+    def display(self, bundle: dict[str, Any]) -> None:
+        """An output the step displayed: ``{"output_type": "display_data", "data": {mime: ...}, ...}``.
+
+        The store keeps them up to a few megabytes an attempt; past that, only their text.
+        """
+        with _LOGS_LOCK:
+            if self._displays is None:
+                self._displays = []
+            kept = sum(_bundle_size(b) for b in self._displays)
+            if kept + _bundle_size(bundle) > _MAX_DISPLAY_BYTES:
+                text = bundle.get("data", {}).get("text/plain", "")
+                self._displays.append({**bundle, "data": {"text/plain": text}})
+            else:
+                self._displays.append(bundle)
+        if self.on_write is not None:
+            self.on_write("display", bundle)
+
+    @property
+    def displays(self) -> list[dict[str, Any]]:
+        with _LOGS_LOCK:
+            return list(self._displays or ())
 
     def write(self, stream: str, text: str) -> None:
         if not text:
@@ -50,12 +76,16 @@ class StepLog:
 
     @property
     def written(self) -> bool:
-        return self._parts is not None
+        return self._parts is not None or self._displays is not None
 
     def text(self, stream: str) -> str:
         with _LOGS_LOCK:
             out = "".join(self._parts[stream][0]) if self._parts is not None else ""
         return out if len(out) <= _MAX_KEPT else out[:_MAX_KEPT] + "\n[... truncated]"
+
+
+def _bundle_size(bundle: dict[str, Any]) -> int:
+    return sum(len(v) if isinstance(v, str) else 64 for v in bundle.get("data", {}).values())
 
 
 CURRENT_LOG: ContextVar[StepLog | None] = ContextVar("flownb_step_log", default=None)

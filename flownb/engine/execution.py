@@ -351,11 +351,27 @@ class RunExecution:
     # -- what the stepper records ------------------------------------------------
 
     def scope_for(self, spec: StepSpec) -> dict[str, Any]:
+        """The template context: params, run, and each dependency's value.
+
+        A step with several named outputs (a notebook cell) that has an output
+        named like itself stands for that output in templates: ``{{ report }}``
+        is the variable ``report`` of the cell ``report``, whatever else it defines.
+        """
         scope: dict[str, Any] = {"params": self.params, "run": self._run_info}
         for dep in spec.deps:
             if dep in self.outputs:
-                scope[dep] = self.outputs[dep]
+                value = self.outputs[dep]
+                names = self.graph.specs[dep].output_names if dep in self.graph.specs else None
+                scope[dep] = value.get(dep) if names and dep in names and isinstance(value, dict) else value
         return scope
+
+    def arguments(self, spec: StepSpec, scope: dict[str, Any]) -> dict[str, Any]:
+        """A python step's arguments by parameter name: dependencies give their whole value."""
+        outputs = self.outputs
+        return {
+            p: outputs[p] if p in spec.deps and p in outputs else scope[p]
+            for p in spec.inputs if p in scope or p in outputs
+        }  # fmt: skip
 
     def input_hash(self, spec: StepSpec) -> str:
         if not spec.deps:
@@ -374,7 +390,7 @@ class RunExecution:
             return StepLog(run_id=self.run_id, step=step)
         listeners = list(self.log_listeners)
 
-        def on_write(stream: str, text: str) -> None:
+        def on_write(stream: str, text: Any) -> None:
             for listener in listeners:
                 listener(self, step, stream, text)
 
@@ -411,6 +427,9 @@ class RunExecution:
                 payload["stdout"] = out
             if err:
                 payload["stderr"] = err
+            shown = ctx.log.displays
+            if shown:
+                payload["displays"] = shown
         if error is not None:
             payload["error_type"] = type(error).__name__
             payload["error"] = str(error) or type(error).__name__

@@ -83,7 +83,7 @@ def start(ex: RunExecution, name: str) -> None:
     scope = ex.scope_for(spec)
     ctx = StepContext(ex, spec, name, ex.next_attempt(name), scope, ex.new_log(name))
     attempt = FastAttempt(ex, ctx, ex.input_hash(spec))
-    kwargs = {p: scope[p] for p in spec.inputs if p in scope} if spec.inputs else {}
+    kwargs = ex.arguments(spec, scope) if spec.inputs else {}
     ex.fast_running[name] = attempt
     ex.executor.submit(spec.fn, kwargs, ctx.log, attempt, ex.loop)  # type: ignore[attr-defined]
 

@@ -54,12 +54,9 @@ def _route_display(ipython: Any, session: Session) -> None:
     def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
         log = capture.CURRENT_LOG.get()
         if log is not None and log.run_id:
-            state = session.tracker.states.get(log.run_id)
-            if state is not None:
-                state.display(log.step, {"output_type": "display_data", "data": dict(data or {}),
-                                         "metadata": dict(metadata or {})})  # fmt: skip
-                session.tracker.poke(log.run_id)
-                return None
+            # the step's own output: its panel, the store and the CLI hear it through its log
+            log.display({"output_type": "display_data", "data": dict(data or {}), "metadata": dict(metadata or {})})
+            return None
         return original(data, metadata, *args, **kwargs)
 
     pub._flownb_original_publish = original

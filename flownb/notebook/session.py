@@ -31,7 +31,8 @@ from flownb.engine.runtime import find_active, runtime
 from flownb.errors import FlowDefinitionError, FlownbError
 from flownb.model.flow import Flow
 from flownb.model.kinds import get_kind
-from flownb.notebook.cells import CellDef, CellRegistry
+from flownb.notebook.cellfn import CellInfo, rebind
+from flownb.notebook.cells import CellDef, CellRegistry, KindCell, Positions
 from flownb.notebook.tracking import Tracker
 from flownb.store.base import Decision, open_store, utcnow
 
@@ -63,6 +64,9 @@ class Session:
         self.cells: dict[str, CellRegistry] = {}
         self.default_flow = default_flow_name(shell)
         self.cell_id: str | None = None
+        #: the number of the code cell being defined, when known (headless: its place in the file)
+        self.cell_number: int | None = None
+        self._saved: tuple[str, float, dict[str, tuple[int, int]]] | None = None
         self.runs: dict[str, Run] = {}
         self.last_run_id: str | None = None
         self.tracker = Tracker(self._publish)
@@ -105,7 +109,10 @@ class Session:
         flow = self.flows.get(name)
         if flow is None:
             flow = self.flows[name] = Flow(name, executor=executor)
-            self.cells[name] = CellRegistry(flow, lambda: self.shell.user_ns)
+            self.cells[name] = CellRegistry(
+                flow, lambda: self.shell.user_ns if self.shell is not None else {}, shell=self.shell,
+                positions=self.saved_positions,
+            )  # fmt: skip
         elif executor is not None:
             flow.executor = None if executor == "local" else executor
         return flow
@@ -124,7 +131,7 @@ class Session:
                 raise FlowDefinitionError(f"step {name!r}: {', '.join(kind_options)} apply to other kinds")
             text = cell_text if cell_text is not None else f"%%step {name}\n{body}"
             transformed = self.shell.transform_cell(body) if self.shell is not None else body
-            cell = CellDef(name, transformed, text, self._origin(name), options)
+            cell = CellDef(name, transformed, text, self._origin(name), options, number=self.cell_number)
             self.cells[f.name].define(cell)
             return
         merged = dict(kind_options or {})
@@ -138,14 +145,15 @@ class Session:
         """``%step NAME --kind K``: a step of another kind, with its options."""
         f = self.flow(flow)
         registry = self.cells[f.name]
-        registry.forget(name)  # a cell that was python before and is now another kind
-        f.step(name=name, kind=kind, origin=self._origin(name), **dict(options or {}), **dict(kind_options or {}))
+        origin = self._origin(name)
+        f.step(name=name, kind=kind, origin=origin, **dict(options or {}), **dict(kind_options or {}))
+        registry.define_kind(KindCell(name, kind, origin, self.cell_number))
         registry.sync()
 
     def reset(self, flow: str | None = None) -> None:
         f = self.flow(flow)
         f.clear()
-        self.cells[f.name].cells.clear()
+        self.cells[f.name].clear()
 
     def graph(self, flow: str | None = None) -> Graph:
         f = self.flow(flow)
@@ -155,10 +163,17 @@ class Session:
     # -- runs -------------------------------------------------------------------------------
 
     def start(self, flow: str | None = None, *, params: Mapping[str, Any] | None = None,
-              approve: Iterable[str] = (), executor: Any = None, timeout: float | None = None) -> Run:  # fmt: skip
-        """Start a run of the flow (after re-registering its cell steps) and return at once."""
+              approve: Iterable[str] = (), executor: Any = None, timeout: float | None = None,
+              in_order: bool | None = None) -> Run:  # fmt: skip
+        """Start a run of the flow (after binding its cells again) and return at once.
+
+        ``in_order=True`` chains every step cell in notebook order (``%flow run --in-order``).
+        """
         f = self.flow(flow, executor=executor)
-        self.cells[f.name].sync()
+        registry = self.cells[f.name]
+        if in_order is not None:
+            registry.in_order = in_order
+        registry.sync(snapshot=self._snapshot())
         self._auto_approve = list(approve)
         try:
             run = f.run(dict(params or {}), timeout=timeout)
@@ -168,7 +183,7 @@ class Session:
 
     def resume(self, run_id: str | None = None, flow: str | None = None) -> Run:
         f = self.flow(flow)
-        self.cells[f.name].sync()
+        self.cells[f.name].sync(snapshot=self._snapshot())
         if run_id is None:
             run_id = self.resumable(f)
         return self._remember(f.resume(run_id))
@@ -225,20 +240,65 @@ class Session:
         if wanted and ex.depth == 0:
             self.tracker.decisions.setdefault(ex.run_id, []).append(_auto_decider(ex, wanted))
 
+    def _snapshot(self) -> dict[str, Any]:
+        """The notebook's names as a run starts: what its steps see of the namespace."""
+        return dict(self.shell.user_ns) if self.shell is not None else {}
+
     def _publish(self, ex: RunExecution, name: str, value: Any) -> None:
-        """A notebook-defined step succeeded: its outputs become notebook variables."""
-        spec = ex.graph.specs.get(name)
-        if spec is None or spec.origin[:1] != ("cell",) or self.shell is None:
+        """A cell step succeeded: the names whose final version it wrote become notebook variables."""
+        info = self._cell_info(ex, name)
+        if info is None:
             return
         ns = self.shell.user_ns
+        for var, found, present in _versions(info, value):
+            if var not in info.final:
+                continue
+            if present:
+                ns[var] = rebind(found, ns)
+            elif var in info.deletes:
+                ns.pop(var, None)
+        if not ex.done.done() and not getattr(ex, "_flownb_catch_up", False):
+            ex._flownb_catch_up = True  # type: ignore[attr-defined]
+            ex.done.add_done_callback(lambda _: self._publish_latest(ex))
+
+    def _publish_latest(self, ex: RunExecution) -> None:
+        """A run that did not reach a name's last writer leaves the latest version it did reach,
+        as a notebook run top to bottom that stopped at a failing cell does."""
+        latest: dict[str, tuple[int, Any, bool, bool]] = {}
+        finals: set[str] = set()
+        for name, value in list(ex.outputs.items()):
+            info = self._cell_info(ex, name)
+            if info is None:
+                continue
+            finals |= info.final
+            for var, found, present in _versions(info, value):
+                if var not in latest or latest[var][0] < info.position:
+                    latest[var] = (info.position, found, present, var in info.deletes)
+        ns = self.shell.user_ns
+        for var, (_, found, present, deleted) in latest.items():
+            if var in finals:
+                continue  # published when its final writer succeeded
+            if present:
+                ns[var] = rebind(found, ns)
+            elif deleted:
+                ns.pop(var, None)
+
+    def _cell_info(self, ex: RunExecution, name: str) -> CellInfo | None:
+        spec = ex.graph.specs.get(name)
+        if spec is None or spec.origin[:1] != ("cell",) or self.shell is None:
+            return None
         info = getattr(spec.fn, "__flownb_cell__", None)
-        if info is None or info.bare:
-            ns[name] = value
-        elif info.foreach and isinstance(value, list):
-            for var in info.outputs:
-                ns[var] = [v.get(var) if isinstance(v, Mapping) else None for v in value]
-        elif isinstance(value, Mapping):
-            ns.update({k: v for k, v in value.items() if k in info.outputs})
+        return info if isinstance(info, CellInfo) else None
+
+    def saved_positions(self) -> Positions:
+        """Each cell id's place in the saved notebook and its code cell number, when there is one."""
+        path = notebook_path(self.shell)
+        if not path or not os.path.isfile(path):
+            return {}
+        mtime = os.path.getmtime(path)
+        if self._saved is None or self._saved[:2] != (path, mtime):
+            self._saved = (path, mtime, _cell_positions(path))
+        return self._saved[2]
 
     # -- views --------------------------------------------------------------------------------
 
@@ -288,9 +348,11 @@ class Session:
 
         nb = nbformat.read(os.fspath(path), as_version=4)  # type: ignore[no-untyped-call]
         setup = True
-        for index, cell in enumerate(nb.cells):
+        number = 0
+        for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
+            number += 1
             step_cell = _STEP_CELL.match(cell.source) is not None
             if _RUN_LINE.search(cell.source) and not step_cell:
                 setup = False
@@ -298,10 +360,42 @@ class Session:
                 continue
             source = _SKIP_LINE.sub("", cell.source)
             self.cell_id = cell.get("id")
-            result = self.shell.run_cell(source, store_history=False, silent=True)
+            self.cell_number = number
+            try:
+                result = self.shell.run_cell(source, store_history=False, silent=True)
+            finally:
+                self.cell_number = None
             if not result.success:
                 err = result.error_in_exec or result.error_before_exec
-                raise NotebookCellFailed(f"cell {index + 1} of {path} failed: {type(err).__name__}: {err}")
+                raise NotebookCellFailed(f"cell [{number}] of {path} failed: {type(err).__name__}: {err}")
+
+
+def _versions(info: CellInfo, value: Any) -> list[tuple[str, Any, bool]]:
+    """(name, value, present) for each output of a cell step's value."""
+    if info.bare:
+        return [(info.outputs[0], value, True)] if info.outputs else []
+    if info.foreach and isinstance(value, list):
+        return [(v, [x.get(v) if isinstance(x, Mapping) else None for x in value], True) for v in info.outputs]
+    if not isinstance(value, Mapping):
+        return []
+    return [(v, value.get(v), v in value) for v in info.outputs]
+
+
+def _cell_positions(path: str) -> dict[str, tuple[int, int]]:
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    except Exception:  # noqa: BLE001  (a notebook being written, or not JSON: definition order then)
+        return {}
+    out: dict[str, tuple[int, int]] = {}
+    number = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") == "code":
+            number += 1
+            if cell.get("id"):
+                out[str(cell["id"])] = (index, number)
+    return out
 
 
 def default_flow_name(shell: Any) -> str:

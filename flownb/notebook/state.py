@@ -27,9 +27,9 @@ class StepView:
     started: datetime | None = None
     error: str | None = None
     reason: str | None = None
-    log: list[tuple[str, str]] = field(default_factory=list)  # (stream, text)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    """What the step printed and displayed, in order, as Jupyter outputs (stream, display_data)."""
     log_chars: int = 0
-    displays: list[dict[str, Any]] = field(default_factory=list)  # mime bundles from display()
     live_attempts: set[str] = field(default_factory=set)  # attempts whose output arrived live
     items_done: int = 0
     items: int | None = None
@@ -174,6 +174,8 @@ class RunState:
         for stream in ("stdout", "stderr"):
             if p.get(stream):
                 self._append(view, stream, prefix + p[stream] if prefix else p[stream])
+        for bundle in p.get("displays") or ():
+            view.outputs.append(bundle)
 
     def log(self, step: str, stream: str, text: str, attempt: int) -> None:
         """Live output of a step (from worker threads or the engine loop)."""
@@ -185,11 +187,13 @@ class RunState:
             self._append(view, stream, text)
             self.version += 1
 
-    def display(self, step: str, bundle: dict[str, Any]) -> None:
+    def display(self, step: str, bundle: dict[str, Any], attempt: int = 0) -> None:
+        """Something a step displayed, live (its recorded copy is then not replayed)."""
         with self.lock:
             view, _ = self._step(step)
             if view is not None:
-                view.displays.append(bundle)
+                view.live_attempts.add(f"{step}#{attempt}")
+                view.outputs.append(bundle)
                 self.version += 1
 
     def card_error(self, step: str, message: str) -> None:
@@ -203,10 +207,11 @@ class RunState:
             return
         text = text[: MAX_PANEL_CHARS - view.log_chars]
         view.log_chars += len(text)
-        if view.log and view.log[-1][0] == stream:
-            view.log[-1] = (stream, view.log[-1][1] + text)
+        last = view.outputs[-1] if view.outputs else None
+        if last is not None and last.get("output_type") == "stream" and last.get("name") == stream:
+            view.outputs[-1] = {**last, "text": last["text"] + text}
         else:
-            view.log.append((stream, text))
+            view.outputs.append({"output_type": "stream", "name": stream, "text": text})
 
     # -- reading --------------------------------------------------------------
 

@@ -62,8 +62,11 @@ class Tracker:
             hook(e)
         self.poke(state.run_id)
 
-    def _on_log(self, state: RunState, ex: RunExecution, step: str, stream: str, text: str) -> None:
-        state.log(step, stream, text, ex.attempts.get(step, 0))
+    def _on_log(self, state: RunState, ex: RunExecution, step: str, stream: str, text: Any) -> None:
+        if stream == "display":
+            state.display(step, text, ex.attempts.get(step, 0))
+        else:
+            state.log(step, stream, text, ex.attempts.get(step, 0))
         self.poke(state.run_id)
 
     def poke(self, run_id: str) -> None:

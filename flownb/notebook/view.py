@@ -77,7 +77,7 @@ class LiveView:
                      for n, v in s.steps.items()}  # fmt: skip
             status, error, duration = s.status, s.error, s.duration_ms
             cards = [(c.step, c) for c in s.cards.values()]
-            logs = {n: (len(v.log), v.log_chars, len(v.displays)) for n, v in s.steps.items() if v.log or v.displays}
+            logs = {n: (len(v.outputs), v.log_chars) for n, v in s.steps.items() if v.outputs}
             details = s.details_locked()
         finished = status in _FINISHED
         if finished:  # steps that never started did not run: say so, not "pending"
@@ -127,7 +127,7 @@ class LiveView:
         if added:
             self.cards_box.children = tuple(c.box for c in self._cards.values())
 
-    def _paint_panels(self, logs: dict[str, tuple[int, int, int]], steps: dict[str, tuple[Any, ...]]) -> None:
+    def _paint_panels(self, logs: dict[str, tuple[int, int]], steps: dict[str, tuple[Any, ...]]) -> None:
         added = False
         for name, seen in logs.items():
             if self._panel_seen.get(name) == seen:
@@ -138,9 +138,7 @@ class LiveView:
                 out = self._panels[name] = widgets.Output()
                 added = True
             with self.state.lock:
-                v = self.state.steps[name]
-                items = [{"output_type": "stream", "name": st, "text": text} for st, text in v.log]
-                items += [dict(d) for d in v.displays]
+                items = [dict(d) for d in self.state.steps[name].outputs]
             out.outputs = tuple(items)
         if added:
             self.panels.children = tuple(self._panels.values())

@@ -13,7 +13,7 @@ from flownb.model.kinds import register_kind
 
 def arguments(ctx: StepContext) -> dict[str, Any]:
     """The function's arguments by parameter name; absent optional ones keep their defaults."""
-    return {name: ctx.scope[name] for name in ctx.spec.inputs if name in ctx.scope}
+    return ctx.execution.arguments(ctx.spec, ctx.scope)
 
 
 class PythonKind:

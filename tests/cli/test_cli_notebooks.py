@@ -57,7 +57,7 @@ def test_a_failing_step_exits_one(tmp_path: Path) -> None:
     [
         (["%load_ext flownb", "x = 1"], "defines no steps"),
         (["%load_ext flownb", "%%step broken\nx = (1 +"], "broken"),
-        (["%load_ext flownb", "raise RuntimeError('set-up failed')"], "cell 2"),
+        (["%load_ext flownb", "raise RuntimeError('set-up failed')"], "cell [2]"),
     ],
 )
 def test_bad_notebooks_are_one_line_and_exit_two(tmp_path: Path, cells: list[str], message: str) -> None:

@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--flow", help="which flow of the notebook (default: its only or default flow)")
     run.add_argument("--executor", help="local (default), dask, or a Dask scheduler address")
     run.add_argument("--timeout", type=_seconds, help="fail the run after this many seconds")
+    run.add_argument("--in-order", action="store_true", help="run every step after the one defined above it")
     run.set_defaults(handler=_cmd_run)
 
     history = sub.add_parser("history", parents=[common], help="the latest runs")
@@ -114,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     target = load_target(args.target, flow_name=args.flow, executor=args.executor)
     with echo_steps() as echo:
-        run = target.start(params, approve=args.approve, timeout=args.timeout)
+        run = target.start(params, approve=args.approve, timeout=args.timeout, in_order=args.in_order)
         return follow(run, approve=args.approve, echo=echo)
 
 

@@ -44,9 +44,14 @@ class Target:
     flow: Flow
     session: Any = None
 
-    def start(self, params: Mapping[str, Any], *, approve: Iterable[str], timeout: float | None) -> Run:
+    def start(
+        self, params: Mapping[str, Any], *, approve: Iterable[str], timeout: float | None, in_order: bool = False
+    ) -> Run:
         if self.session is not None:
-            return self.session.start(self.flow.name, params=dict(params), timeout=timeout)  # type: ignore[no-any-return]
+            run = self.session.start(self.flow.name, params=dict(params), timeout=timeout, in_order=in_order)
+            return run  # type: ignore[no-any-return]
+        if in_order:
+            self.flow.in_order = True
         return self.flow.run(dict(params), timeout=timeout)
 
     def resume(self, run_id: str, *, approve: Iterable[str]) -> Run:

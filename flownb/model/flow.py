@@ -91,6 +91,7 @@ class Flow:
         durability: Durability = "sync",
         executor: Any = None,
         max_runs: int | None = None,
+        in_order: bool = False,
     ) -> None:
         if not name or not isinstance(name, str):
             raise FlowDefinitionError("a flow needs a non-empty name, e.g. Flow('etl')")
@@ -108,6 +109,7 @@ class Flow:
         self.durability: Durability = durability
         self.executor = executor
         self.max_runs = max_runs
+        self._in_order = bool(in_order)
         self._specs: dict[str, StepSpec] = {}
         #: the last validated snapshot, until a step is added or removed
         self._graph: Graph | None = None
@@ -116,6 +118,16 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r}: {len(self._specs)} steps>"
+
+    @property
+    def in_order(self) -> bool:
+        """Every step waits for the one defined before it (notebook cells: the cell above it)."""
+        return self._in_order
+
+    @in_order.setter
+    def in_order(self, value: bool) -> None:
+        self._in_order = bool(value)
+        self._graph = None
 
     # -- definition -------------------------------------------------------
 
@@ -334,8 +346,13 @@ class Flow:
 
     def _validated(self) -> Graph:
         specs: dict[str, StepSpec] = {}
+        previous: str | None = None
         for name, spec in self._specs.items():
             specs[name] = _with_deps(spec, _resolve_deps(spec, self._specs)) if spec.inputs else spec
+            if self.in_order and spec.origin[:1] != ("cell",):  # cells: the notebook layer chains them
+                if previous is not None:
+                    specs[name] = _with_deps(specs[name], specs[name].deps | {previous})
+                previous = name
         deps = {n: s.deps for n, s in specs.items()}
         dependents = dag.dependents_of(deps)
         order = dag.check_dependencies(self.name, deps, dependents)

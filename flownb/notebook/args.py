@@ -114,8 +114,10 @@ def step_parser(prog: str) -> Parser:
 
 STEP_HELP = """\
 Register the cell as a step of the notebook's flow; it does not run it.
-Its inputs are the names it reads that another step assigns; its outputs
-are the names it assigns at top level. Run the flow with %flow run.
+Cells keep their notebook order: a name a cell reads comes from the nearest
+earlier cell that writes it (assigns, imports, defines, changes in place).
+Cells that share hidden state (pyplot, a seeded RNG, a file) run in order.
+Run the flow with %flow run (--in-order to run every cell after the one above).
 
 examples:
   %%step users --retries 3 --timeout 30
@@ -125,7 +127,7 @@ examples:
 """
 
 FLOW_HELP = """\
-%flow run [--wait] [--param k=v ...] [--flow F] [--executor E] [--approve STEP|all]
+%flow run [--wait] [--in-order] [--param k=v ...] [--flow F] [--executor E] [--approve STEP|all]
 %flow show | steps | reset                     [--flow F]
 %flow status [RUN] | watch RUN | cancel [RUN] | resume [RUN]
 %flow approve RUN STEP [--reject] [--comment C]
@@ -143,6 +145,10 @@ def flow_parser() -> Parser:
     run.add_argument("--approve", action="append", metavar="STEP", help="decide these approvals at once ('all')")
     run.add_argument("--executor", metavar="E", help='"local", "dask" or a scheduler address')
     run.add_argument("--timeout", type=float, metavar="S", help="seconds for the whole run")
+    run.add_argument(
+        "--in-order", action="store_true",
+        help="run every step cell after the one above it (for hidden state no analysis can see)",
+    )  # fmt: skip
     for name, text in (("show", "draw the flow"), ("steps", "list the defined steps"),
                        ("reset", "forget the flow's steps")):  # fmt: skip
         sub.add_parser(name, help=text)

@@ -208,7 +208,7 @@ class CellRegistry:
         ours = set(order)
         external = {n: s for n, s in self.flow.steps.items() if n not in ours}
         namespace = snapshot if snapshot is not None else self.namespace()
-        plan = bind(nodes, external=external, namespace=namespace, in_order=self.in_order)
+        plan = bind(nodes, external=external, namespace=namespace, in_order=self.in_order or self.flow.in_order)
         frozen: Mapping[str, Any] = snapshot if snapshot is not None else {}
         functions = {
             name: self._function(name, plan, index, (lambda: frozen) if snapshot is not None else self.namespace)

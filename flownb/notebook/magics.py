@@ -111,7 +111,7 @@ class FlowMagics(Magics):
     def _flow_run(self, args: argparse.Namespace) -> Any:
         s = self.session
         run = s.start(args.flow, params=key_values(args.param), approve=args.approve or (),
-                      executor=args.executor, timeout=args.timeout)  # fmt: skip
+                      executor=args.executor, timeout=args.timeout, in_order=args.in_order)  # fmt: skip
         shown = RunView(run, s.view(run.id, args.flow) if s.live else None)
         if not args.wait:
             return shown

@@ -219,3 +219,21 @@ def test_remote_callable_runs_the_cell_from_source_after_pickling() -> None:
     fn = flow.steps["root"].fn
     remote = fn.__flownb_remote__({"src": {"vals": [1, 4, 9]}})
     assert pickle.loads(pickle.dumps(remote))() == {"roots": [3.0, 6.0, 9.0]}
+
+
+def test_a_flow_in_order_chains_its_steps_as_defined() -> None:
+    flow = flownb.Flow("ordered", db=":memory:", in_order=True)
+    seen: list[str] = []
+
+    @flow.step
+    def first() -> None:
+        seen.append("first")
+
+    @flow.step
+    def second() -> None:
+        seen.append("second")
+
+    assert flow.graph().deps["second"] == frozenset({"first"})
+    assert flow.run().wait(30).status == "succeeded" and seen == ["first", "second"]
+    flow.in_order = False
+    assert flow.graph().deps["second"] == frozenset()

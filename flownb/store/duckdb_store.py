@@ -11,6 +11,7 @@ naming the holder's PID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -139,15 +140,16 @@ class DuckDBStore(Store):
         if table_name:
             arrow = self._call(lambda con: con.sql(f'SELECT * FROM "{table_name}"').to_arrow_table())  # noqa: S608
             return codecs.decode(codec, table=_read_all(arrow))
-        row = self._call(
+        # fetchall, never fetchone: a result left open blocks the connection's next query
+        rows = self._call(
             lambda con: con.execute(
                 "SELECT data FROM _values WHERE run_id = ? AND step = ? AND name = ? AND hash = ?",
                 [run_id, step, name, output["hash"]],
-            ).fetchone()
+            ).fetchall()
         )
-        if row is None:
+        if not rows:
             raise FlownbError(f"the stored value of {step}.{name} in run {run_id} is missing")
-        return codecs.decode(codec, blob=row[0])
+        return codecs.decode(codec, blob=rows[0][0])
 
     def post_decision(self, decision: Decision) -> None:
         d = decision
@@ -255,6 +257,11 @@ class DuckDBStore(Store):
                 op.future.set_result(op.fn(con))
             except BaseException as exc:  # noqa: BLE001
                 op.future.set_exception(_explain(exc, self.path))
+            finally:
+                # a result an op left unread would make every later query on this
+                # connection fail ("unfinished result from execute()")
+                with contextlib.suppress(duckdb.Error):
+                    con.abort()
         self._commit(con, writes)
 
     def _commit(self, con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:

@@ -77,7 +77,8 @@ class Recorder:
 
     def output(self, step: str, name: str, encoded: Encoded) -> dict[str, Any]:
         """An output's record for its ``step_finished`` event; its value is kept
-        inline when small, else beside it (``_values``, or a table of its own)."""
+        inline when small, else beside it (``_values``, and a table of its own for
+        a table); a volatile output records only why it was not stored."""
         payload: dict[str, Any] = {
             "name": name, "codec": encoded.codec, "size_bytes": encoded.size_bytes, "hash": encoded.hash,
         }  # fmt: skip
@@ -86,6 +87,8 @@ class Recorder:
             self._values.append(StoredValue(self.run_id, step, name, encoded, payload["table"]))
         elif encoded.blob is not None:
             self._values.append(StoredValue(self.run_id, step, name, encoded))
+        elif encoded.reason is not None:
+            payload["reason"] = encoded.reason
         else:
             payload["value"] = encoded.inline
         return payload

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
+#: codecs whose records never have a row in ``_values``
+_NOT_IN_VALUES = ("module", codecs.VOLATILE)
 GATHER_SECONDS = 0.02
 GATHER_EVENTS = 5000
 _STOP = object()
@@ -134,12 +136,8 @@ class DuckDBStore(Store):
 
     def load_value(self, run_id: str, step: str, name: str, output: dict[str, Any]) -> Any:
         codec = output["codec"]
-        if "value" in output:
-            return codecs.decode(codec, inline=output["value"])
-        table_name = output.get("table")
-        if table_name:
-            arrow = self._call(lambda con: con.sql(f'SELECT * FROM "{table_name}"').to_arrow_table())  # noqa: S608
-            return codecs.decode(codec, table=_read_all(arrow))
+        if "value" in output or codec in _NOT_IN_VALUES:
+            return codecs.decode(codec, inline=output.get("value"))
         # fetchall, never fetchone: a result left open blocks the connection's next query
         rows = self._call(
             lambda con: con.execute(
@@ -147,9 +145,13 @@ class DuckDBStore(Store):
                 [run_id, step, name, output["hash"]],
             ).fetchall()
         )
-        if not rows:
-            raise FlownbError(f"the stored value of {step}.{name} in run {run_id} is missing")
-        return codecs.decode(codec, blob=rows[0][0])
+        if rows:
+            return codecs.decode(codec, blob=rows[0][0])
+        table_name = output.get("table")
+        if table_name:  # written before tables were also kept as Arrow streams
+            arrow = self._call(lambda con: con.sql(f'SELECT * FROM "{table_name}"').to_arrow_table())  # noqa: S608
+            return codecs.decode(codec, table=_read_all(arrow))
+        raise FlownbError(f"the stored value of {step}.{name} in run {run_id} is missing")
 
     def post_decision(self, decision: Decision) -> None:
         d = decision
@@ -308,29 +310,52 @@ class DuckDBStore(Store):
 
 
 def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
-    """Commit a group of writes in one transaction: one table in the common case."""
+    """Commit a group of writes in one transaction: one table in the common case.
+
+    A table output is kept twice: its exact Arrow stream in ``_values`` (what
+    resume loads) and a DuckDB table of the same name for users' SQL. A table
+    DuckDB cannot make (a type it does not know) is left out and the rest is
+    committed again without it: the value itself is safe in ``_values``.
+    """
     events = [e for w in writes for e in w.events]
     values = [v for w in writes for v in w.values]
     if not values:
         _insert_events(con, events)
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for v in values:
-            if v.table_name:
-                arrow_value = v.encoded.table  # noqa: F841  (read by name in the SQL)
+    without_sql: set[int] = set()
+    while True:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            failed = _write_values(con, values, without_sql)
+            if failed is None:
+                _insert_events(con, events)
+                con.execute("COMMIT")
+                return
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("ROLLBACK")
+        without_sql.add(failed)
+
+
+def _write_values(con: duckdb.DuckDBPyConnection, values: list[StoredValue], without_sql: set[int]) -> int | None:
+    """Write the values; the index of a SQL table DuckDB refused, else ``None``."""
+    rows = [
+        [v.run_id, v.step, v.name, v.encoded.hash, v.encoded.codec, v.encoded.blob]
+        for v in values if v.encoded.blob is not None
+    ]  # fmt: skip
+    if rows:
+        con.executemany("INSERT INTO _values VALUES (?, ?, ?, ?, ?, ?)", rows)
+    for i, v in enumerate(values):
+        if v.table_name and v.encoded.table is not None and i not in without_sql:
+            arrow_value = v.encoded.table  # noqa: F841  (read by name in the SQL)
+            try:
                 # the name is made by the recorder from a run id and a step name (identifiers)
                 con.execute(f'CREATE OR REPLACE TABLE "{v.table_name}" AS SELECT * FROM arrow_value')  # noqa: S608
-            else:
-                con.execute(
-                    "INSERT INTO _values VALUES (?, ?, ?, ?, ?, ?)",
-                    [v.run_id, v.step, v.name, v.encoded.hash, v.encoded.codec, v.encoded.blob],
-                )
-        _insert_events(con, events)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            except (duckdb.NotImplementedException, duckdb.InvalidInputException, duckdb.ConversionException,
+                    duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException):  # fmt: skip
+                return i
+    return None
 
 
 _SMALL_BATCH = 16

@@ -111,7 +111,7 @@ WITH recorded AS (
     FROM events WHERE event = 'step_finished' AND json_extract(payload, '$.outputs') IS NOT NULL)
 SELECT run_id, step, o->>'name' AS name, o->>'codec' AS codec,
        CAST(o->>'size_bytes' AS BIGINT) AS size_bytes, o->>'hash' AS hash,
-       o->>'table' AS table_name
+       o->>'table' AS table_name, o->>'reason' AS reason
 FROM recorded
 QUALIFY row_number() OVER (PARTITION BY run_id, step, o->>'name' ORDER BY seq DESC) = 1;
 """  # noqa: S608  (built from a constant, not user input)

@@ -1,4 +1,4 @@
-"""The DuckDB store: codecs, tables users query, locks between processes."""
+"""The DuckDB store: tables users query, values kept beside events, locks between processes."""
 
 from __future__ import annotations
 
@@ -12,63 +12,11 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 import flownb
-from flownb.store import codecs
 from flownb.store.base import Event, forget_store, open_store
 from flownb.store.duckdb_store import DuckDBStore
-
-
-class Opaque:
-    def __init__(self, x: int) -> None:
-        self.x = x
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Opaque) and other.x == self.x
-
-    def __hash__(self) -> int:
-        return self.x
-
-
-@pytest.mark.parametrize(
-    ("value", "codec"),
-    [
-        ({"a": [1, 2.5, None, True, "x"]}, "json"),
-        ((1, 2), "pickle"),  # JSON would turn the tuple into a list
-        (float("nan"), "pickle"),
-        ({1: "int key"}, "pickle"),
-        (Opaque(3), "pickle"),
-        (pa.table({"x": [1, 2]}), "arrow"),
-    ],
-)
-def test_codecs_round_trip_exactly(value: object, codec: str) -> None:
-    encoded = codecs.encode(value)
-    assert encoded.codec == codec
-    back = codecs.decode(encoded.codec, inline=encoded.inline, blob=encoded.blob, table=encoded.table)
-    if isinstance(value, float):
-        assert back != back  # NaN
-    else:
-        assert back == value
-
-
-def test_unstorable_output_fails_the_step_clearly_and_the_engine_goes_on(db: str) -> None:
-    flow = flownb.Flow("unstorable", db=db, max_concurrency=2)
-
-    @flow.step(on_failure="continue")
-    def lock() -> object:
-        return threading.Lock()
-
-    @flow.step
-    def fine() -> int:
-        return 1
-
-    run = flow.run().wait(60)
-    assert run.outputs["fine"] == 1
-    row = run.steps.set_index("step").loc["lock"]
-    assert row["status"] == "failed" and row["error_type"] == "OutputNotStorable"
-    assert "'lock'" in row["error"] and "cannot be stored" in row["error"]
 
 
 def test_dataframes_become_real_tables_and_large_values_survive_resume(db: str, tmp_path: Path) -> None:

@@ -4,6 +4,17 @@ A step whose success was committed is restored (its outputs loaded from the
 store), never executed again, unless its code changed since: then it runs
 again, with everything downstream of it. A step that was running when the
 process died has no committed success and runs again (at least once).
+
+Volatile outputs (``outputs.codec = 'volatile'``: a generator, a lock, a live
+connection, kept in memory only) are the one exception to "never executed
+again": a succeeded step with a volatile output runs again when a step that
+will run on this resume depends on it, since nothing else can give that step
+its input; and so on upstream, for the volatile inputs of that step in turn.
+A volatile output nobody still needs is not restored: the step counts as
+done, and its value is missing (``None`` for a step's single output; the name
+is left out of a notebook cell's several outputs). Steps downstream of a step
+that runs again are restored as they were, not run again. Cached hits and
+``foreach`` items with volatile outputs are never reused.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from flownb.model.dag import downstream
 from flownb.model.flow import Graph
 from flownb.model.spec import StepSpec
 from flownb.store.base import Decision, Event, Store
+from flownb.store.codecs import VOLATILE
 
 SUCCESS = ("succeeded", "cached")
 
@@ -80,16 +92,33 @@ def restore(store: Store, graph: Graph, run_id: str) -> Restored:
     succeeded = {s for s, p in finished.items() if p.get("status") in SUCCESS and s in graph.deps}
     changed = {s for s in succeeded if finished[s].get("code_hash") != graph.specs[s].code_hash}
     stale = changed | downstream(graph.deps, changed)
-    for step in sorted(succeeded - stale):
+    kept = _without_needed_volatiles(graph, succeeded - stale, finished)
+    for step in sorted(kept):
         out.outputs[step] = _value(store, run_id, graph.specs[step], step, outputs)
         out.output_hashes[step] = finished[step].get("output_hash") or ""
         out.statuses[step] = finished[step]["status"]
     for item, p in finished.items():
         base = item.split("[", 1)[0]
         restorable = "[" in item and p.get("status") in SUCCESS and base in graph.specs and base not in stale
-        if restorable and p.get("code_hash") == graph.specs[base].code_hash and (item, item) in outputs:
+        restorable = restorable and p.get("code_hash") == graph.specs[base].code_hash and (item, item) in outputs
+        # an item whose output is volatile runs again
+        if restorable and outputs[(item, item)].get("codec") != VOLATILE:
             out.items[item] = store.load_value(run_id, item, item, outputs[(item, item)])
     return out
+
+
+def _without_needed_volatiles(graph: Graph, restorable: set[str], finished: dict[str, dict[str, Any]]) -> set[str]:
+    """``restorable`` less the steps whose volatile output a step that runs needs (see above)."""
+    volatile = {s for s in restorable if any(o.get("codec") == VOLATILE for o in finished[s].get("outputs") or ())}
+    kept = set(restorable)
+    while volatile:
+        runs = set(graph.deps) - kept
+        needed = {s for s in volatile if any(s in graph.deps[r] for r in runs)}
+        if not needed:
+            break
+        kept -= needed
+        volatile -= needed
+    return kept
 
 
 def _value(
@@ -99,10 +128,12 @@ def _value(
         return {
             name: store.load_value(run_id, step, name, outputs[(step, name)])
             for name in spec.output_names
-            if (step, name) in outputs
+            if (step, name) in outputs and outputs[(step, name)].get("codec") != VOLATILE
         }
     payload = outputs.get((step, step))
-    return None if payload is None else store.load_value(run_id, step, step, payload)
+    if payload is None or payload.get("codec") == VOLATILE:
+        return None
+    return store.load_value(run_id, step, step, payload)
 
 
 def find_cached(
@@ -125,6 +156,8 @@ def find_cached(
     if not finished:
         return None
     outputs: list[dict[str, Any]] = finished[-1]["outputs"]
+    if any(o.get("codec") == VOLATILE for o in outputs):
+        return None  # never reached through a volatile hash; a volatile output itself has nothing to reuse
     if spec.output_names:
         value: Any = {o["name"]: store.load_value(run_id, spec.name, o["name"], o) for o in outputs}
     else:

@@ -68,10 +68,10 @@ class StepContext:
     def options(self) -> dict[str, Any]:
         return self.spec.options
 
-    def render(self, value: Any, *, quote: Callable[[Any], str] | None = None) -> Any:
+    def render(self, value: Any) -> Any:
         """Render an option's templates against this attempt's context."""
         if isinstance(value, str):
-            return templates.render(value, self.scope, quote=quote)
+            return templates.render(value, self.scope)
         return templates.render_value(value, self.scope)
 
     def print(self, text: str, stream: str = "stdout") -> None:

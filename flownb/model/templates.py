@@ -56,31 +56,29 @@ def check_expression(expr: str) -> None:
         raise TemplateError(f"expression {expr!r} does not parse: {exc.message}") from None
 
 
-def render(text: str, context: Mapping[str, Any], *, quote: Callable[[Any], str] | None = None) -> Any:
+def render(text: str, context: Mapping[str, Any]) -> Any:
     """Render ``text``; a lone ``{{ expr }}`` keeps the value's type.
 
-    ``quote`` is applied to every value a template inserts into text (the shell
-    kind passes ``shlex.quote`` so that a value stays one literal word).
+    (Shell commands are rendered by :mod:`flownb.steps.shell_template`, which
+    keeps every value out of the shell's syntax.)
     """
     if not is_template(text):
         return text
     single = _SINGLE_EXPRESSION.match(text)
-    if single and quote is None:
+    if single:
         return evaluate(single.group("expr"), context)
-    with _explained("template", text):
-        if quote is not None:
-            return _quoting_env(quote).from_string(text).render(context)
+    with explained("template", text):
         return _compile_template(text).render(context)
 
 
 def evaluate(expr: str, context: Mapping[str, Any]) -> Any:
     """Evaluate one expression (``when``, ``foreach``, ``repeat_until``)."""
-    with _explained("expression", expr):
+    with explained("expression", expr):
         return _compile_expression(expr.strip())(**context)
 
 
 @contextlib.contextmanager
-def _explained(what: str, text: str) -> Iterator[None]:
+def explained(what: str, text: str) -> Iterator[None]:
     """Jinja's errors as TemplateError, quoting the template or expression."""
     try:
         yield
@@ -111,11 +109,3 @@ def value_references(value: Any) -> set[str]:
     if isinstance(value, list | tuple):
         return set().union(*(value_references(v) for v in value)) if value else set()
     return set()
-
-
-@lru_cache(maxsize=8)
-def _quoting_env(quote: Callable[[Any], str]) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, finalize=quote
-    )
-    return env

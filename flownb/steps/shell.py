@@ -2,9 +2,14 @@
 
 Guarantees:
 
-- A value a template inserts into the script is shell-quoted (``shlex.quote``),
-  so ``{{ params.name }}`` holding ``x; rm -rf ~`` stays one literal word. Use
-  templates for values, never to build shell syntax.
+- A value a template inserts never becomes shell syntax, in any quoting
+  context: each ``{{ ... }}`` is rendered as a reference to an environment
+  variable holding the value (``"${FLOWNB_ARG_1}"``, in the form its quotes,
+  heredoc or ``$(...)`` need), so ``{{ params.name }}`` holding
+  ``'; rm -rf ~; '`` is that text, even inside ``'...'``. A template where no
+  reference can be data (inside ``${...}``, after ``eval``...) is refused when
+  the step is defined; see :mod:`flownb.steps.shell_template`. Use templates
+  for values, never to build shell syntax.
 - The script runs as ``bash --noprofile --norc -eo pipefail -c SCRIPT`` (as in
   GitHub Actions): the first failing command fails the step. ``set +e`` opts out.
 - stdout and stderr stream into the step's log as they arrive.
@@ -20,15 +25,15 @@ import asyncio
 import codecs
 import contextlib
 import os
-import shlex
 import signal
 from collections.abc import Mapping
 from typing import Any
 
 from flownb.engine.context import StepContext, redact_headers
-from flownb.errors import FlowDefinitionError
+from flownb.errors import FlowDefinitionError, TemplateError
 from flownb.model import templates
 from flownb.model.kinds import register_kind
+from flownb.steps.shell_template import ShellTemplateError, ShellValueError, compile_command
 
 #: the interpreter and flags every script runs under
 BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
@@ -42,13 +47,11 @@ STDERR_TAIL_LINES = 20
 class ShellError(Exception):
     """A script exited with a non-zero status (retryable under the step's policy)."""
 
-    def __init__(self, message: str, returncode: int) -> None:
+    def __init__(self, message: str, returncode: int, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.returncode = returncode
-
-
-def _quote(value: Any) -> str:
-    return shlex.quote(value if isinstance(value, str) else str(value))
+        #: read by the engine's retry policy: False when running again cannot help
+        self.retryable = retryable
 
 
 class ShellKind:
@@ -65,6 +68,11 @@ class ShellKind:
     def validate(self, step: str, options: dict[str, Any]) -> None:
         if not isinstance(options.get("command"), str) or not options["command"].strip():
             raise FlowDefinitionError(f"step {step!r}: command must be a non-empty bash script (a string)")
+        if templates.is_template(options["command"]):
+            try:
+                compile_command(options["command"])
+            except ShellTemplateError as exc:
+                raise FlowDefinitionError(f"step {step!r} (shell): {exc}") from None
         env = options.get("env")
         if env is not None and (
             not isinstance(env, Mapping) or not all(isinstance(k, str) for k in env)
@@ -75,17 +83,29 @@ class ShellKind:
             raise FlowDefinitionError(f"step {step!r}: cwd must be a path")
 
     async def execute(self, ctx: StepContext) -> Any:
-        script = str(ctx.render(ctx.options["command"], quote=_quote))
+        script, args = render_command(ctx, ctx.options["command"])
         # env values and cwd are not parsed by the shell: rendered as plain values
         extra = {k: str(ctx.render(v)) for k, v in (ctx.options.get("env") or {}).items()}
         cwd = ctx.options.get("cwd")
         cwd = str(ctx.render(os.fspath(cwd))) if cwd is not None else None
-        ctx.recorded_inputs = {"command": script, "env": redact_headers(extra), "cwd": cwd}
+        ctx.recorded_inputs = {"command": script, "args": args or None, "env": redact_headers(extra), "cwd": cwd}
         if cwd is not None and not os.path.isdir(cwd):
-            err = ShellError(f"step {ctx.step!r}: cwd {cwd!r} is not a directory", -1)
-            err.retryable = False  # type: ignore[attr-defined]
-            raise err
-        return await run_script(ctx, script, {**os.environ, **extra}, cwd)
+            raise ShellError(f"step {ctx.step!r}: cwd {cwd!r} is not a directory", -1, retryable=False)
+        # the values last: a user's env= cannot replace the value a reference stands for
+        return await run_script(ctx, script, {**os.environ, **extra, **args}, cwd)
+
+
+def render_command(ctx: StepContext, command: str) -> tuple[str, dict[str, str]]:
+    """The script to run and the variables holding its values (see shell_template)."""
+    if not templates.is_template(command):
+        return command, {}
+    with templates.explained("template", command):
+        try:
+            return compile_command(command).render(ctx.scope)
+        except ShellTemplateError as exc:  # refused at definition; a definition made before this check
+            raise TemplateError(f"step {ctx.step!r}: {exc}") from None
+        except ShellValueError as exc:
+            raise ShellError(f"step {ctx.step!r}: {exc}", -1, retryable=False) from None
 
 
 async def run_script(ctx: StepContext, script: str, env: dict[str, str], cwd: str | None) -> dict[str, Any]:

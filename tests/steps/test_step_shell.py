@@ -36,7 +36,8 @@ def test_success_output_log_and_recorded_inputs(flow: flownb.Flow, tmp_path: Pat
     assert row["status"] == "succeeded" and row["kind"] == "shell"
     assert row["stdout"] == out["stdout"] and row["stderr"] == "err\n"
     [inputs] = recorded_inputs(run, "hello")
-    assert inputs["command"].startswith("echo out ada;")
+    assert inputs["command"].startswith('echo out "${FLOWNB_ARG_1}";')  # the script that ran
+    assert inputs["args"] == {"FLOWNB_ARG_1": "ada"}  # and the values it read
     assert inputs["env"] == {"GREETING": "hi ada", "API_TOKEN": "[redacted]"}
     assert inputs["cwd"] == str(tmp_path)
 

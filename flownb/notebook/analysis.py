@@ -141,6 +141,11 @@ class FunctionSummary:
     """Global names its body may change in place (``items.append(x)``)."""
     global_writes: frozenset[str]
     """Names it assigns through a ``global`` statement."""
+    calls: tuple[CallSite, ...] = ()
+    """The calls in its body: what they touch (an RNG, pyplot) depends on what their names are
+    where the function is called."""
+    roots: frozenset[str] = frozenset()
+    effects: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -728,10 +733,18 @@ def _summarize(scope: ast.AST) -> FunctionSummary:
     free = (loaded | mutated) - free_locals
     if isinstance(scope, ast.ClassDef):
         free.discard(scope.name)
+    body = _Walker()  # what its calls touch: random.random() in a function draws when it is called
+    for node in [scope.body] if isinstance(scope, ast.Lambda) else list(getattr(scope, "body", ())):
+        body.visit(node)
+    for decorator in getattr(scope, "decorator_list", ()):
+        body.visit(decorator)
     return FunctionSummary(
         frozenset(n for n in free if not n.startswith("__")),
         frozenset(n for n in mutated - free_locals if not n.startswith("__")),
         frozenset(assigned_global),
+        tuple(c for c in body.calls if c.root not in free_locals),
+        frozenset(body.roots - free_locals),
+        frozenset(body.effects),
     )
 
 

@@ -21,7 +21,7 @@ parallelism, a missing one correctness.
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from flownb.notebook.analysis import (
     RNG_CONSTRUCTORS,
     RNG_MODULES,
     SEEDS,
+    CallSite,
     CellAnalysis,
     FunctionSummary,
 )
@@ -168,40 +169,7 @@ class _Binder:
         hard = list(a.reads)
         soft = set(a.soft_reads) | set(a.conditional)
         effects = set(a.effects)
-        seeds = False
-        for call in a.calls:
-            mod = own_modules.get(call.root) if call.root in own_modules else self._module(call.root, i)
-            path = ".".join([mod, *call.attrs]) if mod else ""
-            last = call.attrs[-1] if call.attrs else call.root
-            if mod is not None:
-                if mod.startswith(PYPLOT_MODULES):
-                    effects.add(PYPLOT)
-                if path.startswith(RNG_MODULES) and last not in RNG_CONSTRUCTORS:
-                    effects.add(RNG)
-                    seeds = seeds or last in SEEDS
-                pure = mod.startswith(PURE_MODULES) or last in PURE_FUNCTIONS
-                if call.statement and not pure:
-                    mutates |= {x for x in call.args if not self._is_module(x, i, own_modules)}
-            elif not call.attrs:
-                if call.statement and call.root not in PURE_FUNCTIONS:
-                    mutates |= {x for x in call.args if not self._is_module(x, i, own_modules)}
-            else:
-                changes = call.inplace or any(m in MUTATING_METHODS for m in call.attrs)
-                if changes or (call.statement and not call.pure_chain):
-                    mutates.add(call.root)
-                if any(attr in PLOT_ATTRS for attr in call.attrs):
-                    effects.add(PYPLOT)
-                if last in ("sample", "shuffle") and not call.random_state:
-                    effects.add(RNG)
-                writer = self._writer(call.root, i)
-                if writer is not None and call.root in self.random_makers[writer] and _FITS & set(call.attrs):
-                    effects.add(RNG)
-            if last in RANDOM_CALLS and not call.random_state:
-                effects.add(RNG)
-        for root in a.roots:
-            mod = own_modules.get(root) if root in own_modules else self._module(root, i)
-            if mod is not None and mod.startswith(PYPLOT_MODULES):
-                effects.add(PYPLOT)
+        seeds = self._touches(i, a.calls, a.roots, own_modules, effects, mutates)
         mutates = {m for m in mutates if not m.startswith("_") and not self._is_module(m, i, own_modules)}
         # functions the cell calls (or passes on) read and change globals when they run
         local_functions = dict(a.functions)
@@ -219,6 +187,9 @@ class _Binder:
             soft |= summary.free
             mutates |= summary.mutates | summary.global_writes
             used |= summary.free
+            effects |= summary.effects
+            # what the function's own calls touch, with names as they are where it is called
+            seeds = self._touches(i, summary.calls, summary.roots, own_modules, effects, None) or seeds
         for var in mutates:
             writes.setdefault(var, None)
         plan.deletes = a.deletes
@@ -258,6 +229,48 @@ class _Binder:
             later = next((n for n in self.nodes[i + 1 :] if n.analysis is not None and var in n.analysis.writes), None)
             if later is not None:
                 plan.late[var] = later.label
+
+    def _touches(
+        self, i: int, calls: Sequence[CallSite], roots: Iterable[str], own_modules: Mapping[str, str],
+        effects: set[str], mutates: set[str] | None,
+    ) -> bool:
+        """Add what these calls touch to ``effects`` (and the names they may change to ``mutates``,
+        unless None); True when one of them seeds a global RNG."""
+        seeds = False
+        for call in calls:
+            mod = own_modules.get(call.root) if call.root in own_modules else self._module(call.root, i)
+            path = ".".join([mod, *call.attrs]) if mod else ""
+            last = call.attrs[-1] if call.attrs else call.root
+            if mod is not None:
+                if mod.startswith(PYPLOT_MODULES):
+                    effects.add(PYPLOT)
+                if path.startswith(RNG_MODULES) and last not in RNG_CONSTRUCTORS:
+                    effects.add(RNG)
+                    seeds = seeds or last in SEEDS
+                pure = mod.startswith(PURE_MODULES) or last in PURE_FUNCTIONS
+                if mutates is not None and call.statement and not pure:
+                    mutates |= {x for x in call.args if not self._is_module(x, i, own_modules)}
+            elif not call.attrs:
+                if mutates is not None and call.statement and call.root not in PURE_FUNCTIONS:
+                    mutates |= {x for x in call.args if not self._is_module(x, i, own_modules)}
+            else:
+                changes = call.inplace or any(m in MUTATING_METHODS for m in call.attrs)
+                if mutates is not None and (changes or (call.statement and not call.pure_chain)):
+                    mutates.add(call.root)
+                if any(attr in PLOT_ATTRS for attr in call.attrs):
+                    effects.add(PYPLOT)
+                if last in ("sample", "shuffle") and not call.random_state:
+                    effects.add(RNG)
+                writer = self._writer(call.root, i)
+                if writer is not None and call.root in self.random_makers[writer] and _FITS & set(call.attrs):
+                    effects.add(RNG)
+            if last in RANDOM_CALLS and not call.random_state:
+                effects.add(RNG)
+        for root in roots:
+            mod = own_modules.get(root) if root in own_modules else self._module(root, i)
+            if mod is not None and mod.startswith(PYPLOT_MODULES):
+                effects.add(PYPLOT)
+        return seeds
 
     # -- lookups -------------------------------------------------------------------------------
 

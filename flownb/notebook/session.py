@@ -130,7 +130,7 @@ class Session:
             if kind_options:
                 raise FlowDefinitionError(f"step {name!r}: {', '.join(kind_options)} apply to other kinds")
             text = cell_text if cell_text is not None else f"%%step {name}\n{body}"
-            transformed = self.shell.transform_cell(body) if self.shell is not None else body
+            transformed = _transform(self.shell, body)
             cell = CellDef(name, transformed, text, self._origin(name), options, number=self.cell_number)
             self.cells[f.name].define(cell)
             return
@@ -368,6 +368,16 @@ class Session:
             if not result.success:
                 err = result.error_in_exec or result.error_before_exec
                 raise NotebookCellFailed(f"cell [{number}] of {path} failed: {type(err).__name__}: {err}")
+
+
+def _transform(shell: Any, body: str) -> str:
+    """IPython syntax (``%timeit``, ``!ls``, ``x?``) into Python, as the shell's input transformers
+    do it. Only the static ones: automagic and autocall look at the namespace *now*, when
+    the names a step will see do not exist yet (``config["b"] = 2`` is not ``%config``)."""
+    if shell is None:
+        return body
+    manager = getattr(shell, "input_transformer_manager", None)
+    return str(manager.transform_cell(body)) if manager is not None else str(shell.transform_cell(body))
 
 
 def _versions(info: CellInfo, value: Any) -> list[tuple[str, Any, bool]]:

@@ -367,10 +367,8 @@ def _insert_events(con: duckdb.DuckDBPyConnection, events: list[Event]) -> None:
     if not events:
         return
     if len(events) <= _SMALL_BATCH:
-        dumps, opts = orjson.dumps, orjson.OPT_NON_STR_KEYS
         args: list[Any] = []
-        for e in events:
-            payload = dumps(e.payload, default=str, option=opts).decode()
+        for e, payload in zip(events, _payloads(events), strict=True):
             args += [e.run_id, e.seq, int(e.at * 1_000_000), e.step, e.event, payload]
         # only placeholders are joined into the statement; every value is bound
         con.execute("INSERT INTO events VALUES " + ", ".join([_ROW] * len(events)), args)  # noqa: S608
@@ -383,8 +381,6 @@ def _events_table(events: list[Event]) -> pa.Table:
     """The Arrow batch of a group commit (about 2 us an event; datetimes go as ints)."""
     import pyarrow as pa
 
-    dumps = orjson.dumps
-    opts = orjson.OPT_NON_STR_KEYS
     micros = pa.array([int(e.at * 1_000_000) for e in events], pa.int64())
     return pa.table(
         {
@@ -393,9 +389,39 @@ def _events_table(events: list[Event]) -> pa.Table:
             "ts": micros.cast(pa.timestamp("us", tz="UTC")),
             "step": pa.array([e.step for e in events], pa.string()),
             "event": pa.array([e.event for e in events], pa.string()),
-            "payload": pa.array([dumps(e.payload, default=str, option=opts).decode() for e in events], pa.string()),
+            "payload": pa.array(_payloads(events), pa.string()),
         }
     )
+
+
+def _payloads(events: list[Event]) -> list[str]:
+    """The events' payloads as JSON text; what JSON text cannot hold is escaped, never fatal.
+
+    A step may print a lone surrogate (``'\\ud800'``), a metric may be an int past 64
+    bits: orjson refuses both, and one refused payload would fail the whole commit.
+    The common case pays for no check: only a batch that fails is written again, escaped.
+    """
+    dumps, opts = orjson.dumps, orjson.OPT_NON_STR_KEYS
+    try:
+        return [dumps(e.payload, default=str, option=opts).decode() for e in events]
+    except orjson.JSONEncodeError:
+        return [dumps(_escaped(e.payload), default=str, option=opts).decode() for e in events]
+
+
+def _escaped(value: Any, depth: int = 0) -> Any:
+    """``value`` with text made valid UTF-8 (``errors="backslashreplace"``), ints past 64
+    bits and anything else JSON has no form for as (escaped) text, nesting cut at 200."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if depth < 200 and isinstance(value, dict):
+        return {_escaped(k if isinstance(k, str) else str(k)): _escaped(v, depth + 1) for k, v in value.items()}
+    if depth < 200 and isinstance(value, list | tuple):
+        return [_escaped(v, depth + 1) for v in value]
+    return _escaped(str(value) if depth < 200 else "...")
 
 
 def _utc(micros: int) -> datetime:

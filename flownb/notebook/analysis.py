@@ -197,6 +197,9 @@ class CellAnalysis:
     effects: frozenset[str]
     """Effect keys known from this cell alone (files, env, magics)."""
     random_makers: frozenset[str]
+    file_handles: dict[str, frozenset[str]]
+    """Names bound to something made from a file literal (``f = open("log.txt")``): its file keys.
+    What is later done through the name touches those files."""
     """Names assigned from a call that draws from a global RNG (an estimator without random_state)."""
     star_unresolved: bool
     """A ``from m import *`` whose module could not be imported to list its names."""
@@ -248,6 +251,7 @@ class _Walker(ast.NodeVisitor):
         self.attr_uses: set[tuple[str, str]] = set()
         self.effects: set[str] = set()
         self.random_makers: set[str] = set()
+        self.file_handles: dict[str, frozenset[str]] = {}
         self.star_unresolved = False
         self._depth = 0  # > 0 inside a block that may not run (if, for, while, try)
         self._statement_call: ast.Call | None = None
@@ -259,6 +263,7 @@ class _Walker(ast.NodeVisitor):
             soft_reads=frozenset(self.soft - self.bound), functions=dict(self.functions),
             modules=dict(self.modules), roots=frozenset(self.roots), attr_uses=frozenset(self.attr_uses),
             effects=frozenset(self.effects), random_makers=frozenset(self.random_makers),
+            file_handles=dict(self.file_handles),
             star_unresolved=self.star_unresolved, last_expr=last_expr,
         )  # fmt: skip
 
@@ -331,6 +336,9 @@ class _Walker(ast.NodeVisitor):
             self.functions[name] = _summarize(value)
         if makes_random:
             self.random_makers.add(name)
+        files = _file_keys(value)
+        if files:
+            self.file_handles[name] = files
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self.visit(node.value)
@@ -384,6 +392,9 @@ class _Walker(ast.NodeVisitor):
             self.visit(item.context_expr)
             if item.optional_vars is not None:
                 self._targets(item.optional_vars)
+                files = _file_keys(item.context_expr)
+                if files and isinstance(item.optional_vars, ast.Name):
+                    self.file_handles[item.optional_vars.id] = files
         self._block(node.body, conditional=False)
 
     visit_AsyncWith = visit_With
@@ -622,6 +633,14 @@ class _Walker(ast.NodeVisitor):
 def file_key(path: str) -> str:
     """Files are matched by their base name: ``data/x.csv`` and ``./x.csv`` may be one file."""
     return f"file:{posixpath.basename(path.replace(chr(92), '/').rstrip('/'))}"
+
+
+def _file_keys(value: ast.AST) -> frozenset[str]:
+    keys = {
+        file_key(n.value) for n in ast.walk(value)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and _FILE_LITERAL.match(n.value)
+    }  # fmt: skip
+    return frozenset(keys)
 
 
 def _root(node: ast.AST) -> str | None:

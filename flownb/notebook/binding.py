@@ -123,6 +123,7 @@ class _Binder:
         self.functions: list[dict[str, FunctionSummary]] = []
         self.modules: list[dict[str, str]] = []
         self.random_makers: list[frozenset[str]] = []
+        self.file_handles: list[Mapping[str, frozenset[str]]] = []
         #: (var, writer index or -1 for the namespace) -> indexes of cells reading that version
         self.readers: dict[tuple[str, int], list[int]] = {}
         self.plans: dict[str, CellPlan] = {}
@@ -160,6 +161,7 @@ class _Binder:
         self.functions.append({})
         self.modules.append({})
         self.random_makers.append(frozenset())
+        self.file_handles.append({})
 
     def _cell(self, i: int, node: Node, a: CellAnalysis) -> tuple[CellPlan, frozenset[str], bool]:
         plan = self.plans[node.step] = CellPlan(node.step)
@@ -207,6 +209,7 @@ class _Binder:
         self.functions.append(local_functions)
         self.modules.append(dict(own_modules))
         self.random_makers.append(a.random_makers)
+        self.file_handles.append(a.file_handles)
         plan.reads = frozenset(reads)
         return plan, frozenset(effects), seeds
 
@@ -270,6 +273,9 @@ class _Binder:
             mod = own_modules.get(root) if root in own_modules else self._module(root, i)
             if mod is not None and mod.startswith(PYPLOT_MODULES):
                 effects.add(PYPLOT)
+            writer = self._writer(root, i)
+            if writer is not None:  # a file handle made by an earlier cell: using it touches its file
+                effects |= self.file_handles[writer].get(root, frozenset())
         return seeds
 
     # -- lookups -------------------------------------------------------------------------------

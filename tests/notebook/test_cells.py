@@ -237,3 +237,9 @@ def test_a_flow_in_order_chains_its_steps_as_defined() -> None:
     assert flow.run().wait(30).status == "succeeded" and seen == ["first", "second"]
     flow.in_order = False
     assert flow.graph().deps["second"] == frozenset()
+
+
+def test_what_is_done_through_a_file_handle_touches_its_file() -> None:
+    plan = plan_of("handle = open('log.txt', 'w')", "handle.write('x')\nhandle.close()",
+                   "text = open('log.txt').read()")  # fmt: skip
+    assert "c2" in waits(plan, "c3")

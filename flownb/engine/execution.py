@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from flownb.engine import fastpath
 from flownb.engine.capture import StepLog
-from flownb.engine.context import StepContext, redact_params
+from flownb.engine.context import StepContext
 from flownb.engine.gates import Gates
+from flownb.engine.params import PARAMS_STEP, RecordedParams, record_params
 from flownb.engine.recorder import Recorder
 from flownb.engine.stepper import Outcome, format_error, run_step
 from flownb.errors import (
@@ -93,6 +94,8 @@ class RunExecution:
         self._children: set[RunExecution] = set()
         self._finished = asyncio.Event()
         self._params_json = json.dumps(_jsonable(params), sort_keys=True)
+        #: refused here, in the caller, before any step starts: params that cannot be recorded
+        self._recorded_params = record_params(params, flow=flow.name) if restored is None else None
         self._run_info = {"id": run_id, "flow": flow.name}
         #: input hashes of steps without dependencies, by code hash (they hash no outputs)
         self._root_hashes: dict[str, str] = {}
@@ -133,12 +136,16 @@ class RunExecution:
     def _begin(self) -> None:
         r = self.recorder
         if self.restored is None:
-            r.emit(
-                "run_started", flow=self.flow.name, status="pending", params=_jsonable(redact_params(self.params)),
-                host=socket.gethostname(), pid=os.getpid(), notebook=self.runtime.notebook,
-                flow_hash=self.graph.hash, parent_run_id=self.parent_run_id,
-                steps=self.graph.shape(),
-            )  # fmt: skip
+            params = self._recorded_params or RecordedParams({})
+            payload = {
+                "flow": self.flow.name, "status": "pending", "params": params.shown,
+                "host": socket.gethostname(), "pid": os.getpid(), "notebook": self.runtime.notebook,
+                "flow_hash": self.graph.hash, "parent_run_id": self.parent_run_id,
+                "steps": self.graph.shape(),
+            }  # fmt: skip
+            if params.stored:  # committed with this event, in the same transaction
+                payload["stored_params"] = [r.output(PARAMS_STEP, n, e) for n, e in params.stored]
+            r.append("run_started", None, payload)
         else:
             r.emit("run_status", status="pending", resumed=True, pid=os.getpid(), host=socket.gethostname())
             for name in self.outputs:
@@ -571,6 +578,7 @@ class RunExecution:
 
 
 def _jsonable(value: Any) -> Any:
+    """A JSON form of the params for input hashes (the record is params.py's)."""
     try:
         return json.loads(json.dumps(value, default=repr))
     except (TypeError, ValueError):

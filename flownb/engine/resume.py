@@ -3,7 +3,8 @@
 A step whose success was committed is restored (its outputs loaded from the
 store), never executed again, unless its code changed since: then it runs
 again, with everything downstream of it. A step that was running when the
-process died has no committed success and runs again (at least once).
+process died has no committed success and runs again (at least once). The
+run's params come back exactly as they were recorded (see params.py).
 
 Volatile outputs (``outputs.codec = 'volatile'``: a generator, a lock, a live
 connection, kept in memory only) are the one exception to "never executed
@@ -22,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flownb.errors import RunNotFound
+from flownb.engine.params import restore_params
+from flownb.errors import FlownbError, RunNotFound
 from flownb.model.dag import downstream
 from flownb.model.flow import Graph
 from flownb.model.spec import StepSpec
@@ -63,11 +65,17 @@ def read_run(store: Store, run_id: str) -> list[Event]:
 def restore(store: Store, graph: Graph, run_id: str) -> Restored:
     events = read_run(store, run_id)
     run_id = events[0].run_id
-    started = next(e for e in events if e.event == "run_started")
+    started = next((e for e in events if e.event == "run_started"), None)
+    if started is None:
+        raise FlownbError(
+            f"run {run_id} in the store {store.path} has no record of its start (its params could not be "
+            "recorded, or the file lost it), so it cannot be resumed; start a new run"
+        )
     status = started.payload.get("status", "pending")
     finished: dict[str, dict[str, Any]] = {}
     outputs: dict[tuple[str, str], dict[str, Any]] = {}
-    out = Restored(run_id, started.payload.get("flow", graph.flow), dict(started.payload.get("params") or {}), status)
+    params = restore_params(store, run_id, started.payload)
+    out = Restored(run_id, started.payload.get("flow", graph.flow), params, status)
     out.parent_run_id = started.payload.get("parent_run_id")
     for e in events:
         p = e.payload

@@ -70,6 +70,7 @@ class RunExecution:
         #: completions are settled by whoever holds ``loop.lock``
         self.loop = runtime.loop
         self.recorder = Recorder(store, run_id, runtime.loop, restored.next_seq if restored else 1)
+        self.recorder.secrets.add_params(params)  # scrubbed by value from all the run records
         self.executor = resolve_executor(flow.executor)
         self.status = "pending"
         self.error: BaseException | None = None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from flownb.engine.context import Secrets
 from flownb.store.base import Event, Store, StoredValue
 from flownb.store.codecs import Encoded
 
@@ -49,12 +50,16 @@ class Recorder:
         self.listeners: list[Listener] = []
         #: the first write that failed: the run reports it instead of succeeding
         self.write_error: BaseException | None = None
+        #: values scrubbed from every payload before it is recorded or heard (see Secrets)
+        self.secrets = Secrets.from_environment()
 
     def emit(self, event: str, step: str | None = None, **payload: Any) -> Event:
         return self.append(event, step, payload)
 
     def append(self, event: str, step: str | None, payload: dict[str, Any], at: float | None = None) -> Event:
         """Record an event (``emit`` with the payload as a dict, and optionally its time)."""
+        if self.secrets:
+            payload = self.secrets.scrub_payload(payload)
         record = Event(self.run_id, self._seq, event, step, payload, time.time() if at is None else at)
         self._seq += 1
         if event == "step_started" and step is not None:

@@ -5,6 +5,8 @@ Guarantees:
 - The API key is read from ``ANTHROPIC_API_KEY`` when the attempt runs and is
   handed to the SDK only; it is never part of the options, the recorded
   inputs, the log or an error message. ``ANTHROPIC_BASE_URL`` applies.
+- The values of secret-looking params rendered into the prompt are scrubbed
+  from the recorded prompt, log and errors (the API receives the real prompt).
 - The reply streams into the step's log as it is generated.
 - ``tokens_in``, ``tokens_out`` and ``cost_usd`` (an estimate from public list
   prices; None for a model the table does not know) are recorded on the attempt.
@@ -112,6 +114,7 @@ class AgentKind:
                 retryable=False,
             )
         key = os.environ.get(API_KEY_ENV)
+        ctx.secrets.add(key)  # an SDK message that quotes it is recorded without it
         if not key:
             raise AgentError(
                 f"step {ctx.step!r}: the {API_KEY_ENV} environment variable is not set; set it to an Anthropic "

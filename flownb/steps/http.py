@@ -5,7 +5,10 @@ Guarantees:
 - Credentials never reach the store: header values may read the environment
   (``"Bearer {{ env.API_TOKEN }}"``, headers only), and the recorded inputs carry the request
   with Authorization-like headers (and secret-looking query parameters)
-  replaced by ``[redacted]``; the URL is recorded without user info.
+  replaced by ``[redacted]``; the URL is recorded without user info. The
+  values themselves (of secret-looking headers, ``params=`` and URL query
+  parameters, and a URL's password) are scrubbed from everything the run
+  records afterwards, errors and tracebacks included.
 - Redirects are not followed unless ``follow_redirects=True``; when they are,
   every hop is checked against ``allow_hosts`` before it is sent.
 - A response is read up to ``max_bytes`` (default 10 MB); a larger one fails.
@@ -105,6 +108,10 @@ class HttpKind:
         params = ctx.render(o["params"]) if o["params"] is not None else None
         payload = ctx.render(o["json"]) if o["json"] is not None else None
         body = o["body"] if isinstance(o["body"], bytes) else (ctx.render(o["body"]) if o["body"] is not None else None)
+        # before anything is recorded: these values are scrubbed from every record of the run
+        ctx.secrets.add_named(headers)
+        ctx.secrets.add_named({str(k): v for k, v in params.items()} if isinstance(params, Mapping) else {})
+        ctx.secrets.add_url(url)
         ctx.recorded_inputs = {
             "method": method, "url": _safe_url(url), "headers": redact_headers(headers),
             "params": redact_headers({str(k): str(v) for k, v in params.items()}) if params else None,

@@ -12,7 +12,10 @@ Guarantees:
   for values, never to build shell syntax.
 - The script runs as ``bash --noprofile --norc -eo pipefail -c SCRIPT`` (as in
   GitHub Actions): the first failing command fails the step. ``set +e`` opts out.
-- stdout and stderr stream into the step's log as they arrive.
+- stdout and stderr stream into the step's log as they arrive. Secret values
+  (secret-looking params, ``env=`` entries and environment variables) are
+  scrubbed from the recorded log, values and errors; the step's output is data
+  and is stored as it is.
 - The script runs in a new session (its own process group). When the attempt
   ends (exit, failure, timeout or cancel) the whole group is stopped: SIGTERM,
   then SIGKILL after a short grace, so no child outlives its step.
@@ -88,6 +91,7 @@ class ShellKind:
         extra = {k: str(ctx.render(v)) for k, v in (ctx.options.get("env") or {}).items()}
         cwd = ctx.options.get("cwd")
         cwd = str(ctx.render(os.fspath(cwd))) if cwd is not None else None
+        ctx.secrets.add_named(extra)  # a secret env= value is scrubbed from the log and errors too
         ctx.recorded_inputs = {"command": script, "args": args or None, "env": redact_headers(extra), "cwd": cwd}
         if cwd is not None and not os.path.isdir(cwd):
             raise ShellError(f"step {ctx.step!r}: cwd {cwd!r} is not a directory", -1, retryable=False)

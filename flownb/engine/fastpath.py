@@ -59,7 +59,7 @@ class FastAttempt:
         if error is None:
             try:
                 encoded = ex.encode_output(ctx.spec, ctx.step, result)
-            except Exception as exc:  # noqa: BLE001  (an unstorable output fails the step, recorded)
+            except Exception as exc:  # noqa: BLE001  (unstorable values become volatile; an encoder bug still fails the step, recorded)
                 error = exc
         if error is not None:
             if not ex.loop.here():  # a failure may stop the run, which cancels tasks: the loop's work

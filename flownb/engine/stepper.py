@@ -199,7 +199,7 @@ async def _fallback(
         return Outcome("failed", error=named_error(ex, spec.name, failed.error))
     try:
         ex.fallback_used(spec, step, error, value)
-    except Exception as exc:  # noqa: BLE001  (an unstorable fallback value fails the step)
+    except Exception as exc:  # noqa: BLE001  (unstorable values become volatile; an encoder bug fails the step)
         return Outcome("failed", error=named_error(ex, spec.name, exc))
     return Outcome("succeeded", value, reason=f"output from fallback {step!r}")
 

@@ -30,10 +30,19 @@ class Kernel:
         self.streams: list[str] = []
 
     def execute(
-        self, code: str, *, allow_error: bool = False, timeout: float = TIMEOUT, on_stream: Any = None
+        self, code: str, *, allow_error: bool = False, timeout: float = TIMEOUT, on_stream: Any = None,
+        cell_id: str | None = None,
     ) -> dict[str, Any]:
-        """Run a cell; return its stream text, results and error."""
-        msg_id = self.kc.execute(code)
+        """Run a cell (as the notebook cell ``cell_id``, as JupyterLab says); return its stream text,
+        results and error."""
+        if cell_id is None:
+            msg_id = self.kc.execute(code)
+        else:
+            content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                       "allow_stdin": False, "stop_on_error": True}  # fmt: skip
+            msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+            self.kc.shell_channel.send(msg)
+            msg_id = msg["header"]["msg_id"]
         out: dict[str, Any] = {"stdout": "", "stderr": "", "data": [], "error": None}
         deadline = time.monotonic() + timeout
         while True:

@@ -18,6 +18,7 @@ layer: the converted notebook goes through flownb's public entry points only, an
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import pickle
@@ -146,7 +147,7 @@ def run_sequential(nb: Path, workdir: Path) -> Values:
     client = _client(doc, workdir, allow_errors=False)
     t = time.perf_counter()
     try:
-        client.execute(env=env)
+        _execute(client, env)
     except CellExecutionError as exc:
         where = _failed_cell(doc)
         raise NotebookFailed(f"{nb.name} fails top to bottom at {where}: {exc.ename}: {exc.evalue}") from None
@@ -216,7 +217,7 @@ def run_flownb_kernel(nb: Path, workdir: Path) -> Values:
     client = _client(doc, workdir, allow_errors=True)
     t = time.perf_counter()
     try:
-        client.execute(env=env)
+        _execute(client, env)
     except DeadKernelError as exc:
         return Values(errors=[f"the kernel died: {exc}"], store=workdir / STORE, seconds=time.perf_counter() - t)
     except TimeoutError as exc:  # nbclient's CellTimeoutError is one
@@ -235,6 +236,12 @@ def run_flownb_kernel(nb: Path, workdir: Path) -> Values:
 def _client(doc: nbformat.NotebookNode, workdir: Path, *, allow_errors: bool) -> NotebookClient:
     return NotebookClient(doc, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=allow_errors,
                           resources={"metadata": {"path": str(workdir)}})  # fmt: skip
+
+
+def _execute(client: NotebookClient, env: dict[str, str]) -> None:
+    """Execute with an event loop of our own, closed after: runs happen on worker threads,
+    where nbclient's synchronous wrapper would leave a loop (and its sockets) open."""
+    asyncio.run(client.async_execute(env=env))
 
 
 def _cell_label(source: str, index: int) -> str:
@@ -519,14 +526,16 @@ class RunCache:
     """Each notebook's runs, started together on a small pool and kept for the module's tests.
 
     Asking for a notebook starts all its ``modes`` at once (each in its own working directory
-    under ``root``) and the runs of the next notebook in ``order``, so the two cores stay busy
-    while a test compares.
+    under ``root``) and the runs of the next ``ahead`` notebooks in ``order``. A run spends
+    much of its time waiting (a kernel starting, a client polling), so more runs than cores
+    at once keep the cores busy.
     """
 
     root: Path
     order: list[Path]
     modes: tuple[str, ...] = ("sequential", "cli", "kernel")
-    workers: int = 3
+    workers: int = 5
+    ahead: int = 2
 
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="notebook-run")
@@ -545,13 +554,24 @@ class RunCache:
 
     def get(self, nb: Path, mode: str) -> Any:
         self._submit(nb)
-        i = self.order.index(nb) if nb in self.order else -1
-        if 0 <= i < len(self.order) - 1:
-            self._submit(self.order[i + 1])
+        if nb in self.order:
+            i = self.order.index(nb)
+            for later in self.order[i + 1 : i + 1 + self.ahead]:
+                self._submit(later)
         return self._futures[(str(nb), mode)].result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def selected_notebooks(request: Any, notebooks: list[Path]) -> list[Path]:
+    """The notebooks the session's selected tests of this module ask for, in order: what a
+    :class:`RunCache` may start ahead of time (a test that names none asks for it itself)."""
+    wanted = set()
+    for item in request.session.items:
+        if item.module is request.module and hasattr(item, "callspec"):
+            wanted.add(item.callspec.params.get("nb"))
+    return [nb for nb in notebooks if nb in wanted]
 
 
 def report(label: str, diffs: list[str], values: Values, *, exit_code: int | str | None = None,

@@ -110,7 +110,7 @@ def test_param_values_are_data_in_every_context(tmp_path: Path, context: str) ->
     values = [p.replace("{m}", str(marker)) for p in PAYLOADS]
     flow = _flow(tmp_path, "params")
     for i in range(len(values)):
-        flow.shell(f"s{i}", command.replace("{V}", "{{ params.v%d }}" % i))
+        flow.shell(f"s{i}", command.replace("{V}", f"{{{{ params.v{i} }}}}"))
     run = flow.run(params={f"v{i}": v for i, v in enumerate(values)}).wait(120)
     _check(run, marker, values, expect)
 
@@ -123,7 +123,7 @@ def test_upstream_outputs_are_data_in_every_context(tmp_path: Path, context: str
     flow = _flow(tmp_path, "upstream")
     for i, value in enumerate(values):
         flow.step(lambda value=value: value, name=f"u{i}")
-        flow.shell(f"s{i}", command.replace("{V}", "{{ u%d }}" % i))
+        flow.shell(f"s{i}", command.replace("{V}", f"{{{{ u{i} }}}}"))
     run = flow.run().wait(120)
     _check(run, marker, values, expect)
 

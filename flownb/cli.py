@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (argparse prints a usage block first)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"flownb: {self.prog}: {message}; see {self.prog} --help", file=sys.stderr)
+        print(f"{self.prog}: {message}; see {self.prog} --help", file=sys.stderr)  # prog: "flownb run"
         sys.exit(EXIT_USAGE)
 
 

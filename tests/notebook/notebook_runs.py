@@ -317,12 +317,17 @@ def run_summary(db: Path | None) -> str:
         )
     finally:
         forget_store(open_store(str(db)))
-    lines = [f"run {r.run_id}: {r.status}" + (f" ({_one_line(str(r.error), 300)})" if r.error else "")
+    lines = [f"run {r.run_id}: {r.status}" + (f" ({_one_line(r.error, 300)})" if _text(r.error) else "")
              for r in runs.itertuples()]  # fmt: skip
     for s in steps.itertuples():
-        what = f"{s.error_type}: {_one_line(str(s.error), 300)}" if s.error_type else (s.error or "")
+        what = f"{s.error_type}: {_one_line(str(s.error), 300)}" if _text(s.error_type) else _text(s.error)
         lines.append(f"  step {s.step} attempt {s.attempt}: {s.status} {what}".rstrip())
     return "\n".join(lines) or "the store holds no run"
+
+
+def _text(value: Any) -> str:
+    """A text column's value, '' for NULL (which pandas gives as None or NaN)."""
+    return value if isinstance(value, str) else ""
 
 
 def step_times(db: Path) -> dict[str, tuple[Any, Any]]:

@@ -15,6 +15,7 @@ do next::
     ├── RunFailed                  a run ended without success (raised by raise_for_status)
     │   └── RunCancelled           the run was cancelled
     ├── RunNotFound                no run with that id in the store
+    ├── NotebookFileError          a notebook file cannot be read or is not a notebook
     └── StoreLocked                another process holds the store file
 
 Cancellation inside the engine travels as :class:`asyncio.CancelledError`, a
@@ -100,6 +101,12 @@ class RunNotFound(FlownbError):
     """No run with that id exists in the store."""
 
     code = "run_not_found"
+
+
+class NotebookFileError(FlownbError):
+    """A notebook file cannot be read or is not a valid notebook; the message says why."""
+
+    code = "notebook_file"
 
 
 class StoreLocked(FlownbError):

@@ -99,9 +99,9 @@ class Flow:
             raise FlowDefinitionError(
                 f"flow {name!r}: durability must be 'sync' or 'async', not {durability!r}"
             )
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+        if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
             raise FlowDefinitionError(f"flow {name!r}: max_concurrency must be a positive integer")
-        if max_runs is not None and (not isinstance(max_runs, int) or max_runs < 1):
+        if max_runs is not None and (not isinstance(max_runs, int) or isinstance(max_runs, bool) or max_runs < 1):
             raise FlowDefinitionError(f"flow {name!r}: max_runs must be a positive integer or None")
         self.name = name
         self.db = db

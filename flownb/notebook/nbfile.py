@@ -19,16 +19,12 @@ from typing import Any, NoReturn
 
 import nbformat
 
-from flownb.errors import FlownbError
+from flownb.errors import NotebookFileError
+
+__all__ = ["NotebookFileError", "read_notebook"]
 
 #: how much of a bad value or message to quote in the one line
 _QUOTE = 80
-
-
-class NotebookFileError(FlownbError):
-    """A notebook file cannot be read or is not a valid notebook; the message says why."""
-
-    code = "notebook_file"
 
 
 def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:

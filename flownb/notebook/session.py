@@ -344,9 +344,9 @@ class Session:
         results, SQL over the history) are analysis, and are skipped; so are lines
         that steer runs (``%flow run/watch/resume/cancel/approve``).
         """
-        import nbformat
+        from flownb.notebook.nbfile import read_notebook
 
-        nb = nbformat.read(os.fspath(path), as_version=4)  # type: ignore[no-untyped-call]
+        nb = read_notebook(path)
         setup = True
         number = 0
         for cell in nb.cells:
@@ -392,11 +392,11 @@ def _versions(info: CellInfo, value: Any) -> list[tuple[str, Any, bool]]:
 
 
 def _cell_positions(path: str) -> dict[str, tuple[int, int]]:
-    import nbformat
+    from flownb.notebook.nbfile import read_notebook
 
     try:
-        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-    except Exception:  # noqa: BLE001  (a notebook being written, or not JSON: definition order then)
+        nb = read_notebook(path)
+    except FlownbError:  # a notebook being written, or not one: definition order then
         return {}
     out: dict[str, tuple[int, int]] = {}
     number = 0

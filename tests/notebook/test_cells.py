@@ -243,3 +243,10 @@ def test_what_is_done_through_a_file_handle_touches_its_file() -> None:
     plan = plan_of("handle = open('log.txt', 'w')", "handle.write('x')\nhandle.close()",
                    "text = open('log.txt').read()")  # fmt: skip
     assert "c2" in waits(plan, "c3")
+
+
+def test_flow_options_refuse_booleans_for_counts() -> None:
+    with pytest.raises(FlowDefinitionError, match="max_concurrency"):
+        flownb.Flow("f", max_concurrency=True)
+    with pytest.raises(FlowDefinitionError, match="max_runs"):
+        flownb.Flow("f", max_runs=True)

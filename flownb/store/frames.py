@@ -9,8 +9,8 @@ categories and order, time zones, nullable ``Int64``/``boolean``/``string``,
 that; what it does not is kept under the schema's ``flownb`` metadata key and
 put back by :func:`to_pandas`.
 
-Everything else (mixed-type ``object`` columns, duplicate labels, lists in
-cells, ``attrs`` that JSON cannot hold...) gets ``None``, and the caller stores
+Everything else (mixed-type ``object`` columns, ``None`` beside ``NaN``, duplicate
+labels, ``attrs`` that JSON cannot hold...) gets ``None``, and the caller stores
 the value another way: a frame is never stored inexactly. The guarantee rests
 on a check of the decoded frame against the original, kept cheap for big
 frames (see :func:`_verified`).

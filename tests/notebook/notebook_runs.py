@@ -97,7 +97,7 @@ def prepare(nb: Path, workdir: Path) -> Path:
 
 
 def read(nb: Path) -> nbformat.NotebookNode:
-    return nbformat.read(nb, as_version=4)
+    return nbformat.read(nb, as_version=4)  # type: ignore[no-any-return]
 
 
 def convert(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -180,8 +180,8 @@ def run_flownb_cli(nb: Path, workdir: Path) -> tuple[int | str, str, Values]:
     seconds = time.perf_counter() - t
     if not out.exists():
         status = "hung" if returncode is None else f"crashed (exit status {returncode})"
-        code: int | str = f"the process {status} before the values were collected"
-        return code, output, Values(errors=[code, *_tail(output)], output=output, store=workdir / STORE,
+        why = f"the process {status} before the values were collected"
+        return why, output, Values(errors=[why, *_tail(output)], output=output, store=workdir / STORE,
                                     seconds=seconds)  # fmt: skip
     payload = _load_values(out)
     code = payload["exit_code"]
@@ -317,7 +317,7 @@ def run_summary(db: Path | None) -> str:
         )
     finally:
         forget_store(open_store(str(db)))
-    lines = [f"run {r.run_id}: {r.status}" + (f" ({_one_line(r.error, 300)})" if _text(r.error) else "")
+    lines = [f"run {r.run_id}: {r.status}" + (f" ({_one_line(_text(r.error), 300)})" if _text(r.error) else "")
              for r in runs.itertuples()]  # fmt: skip
     for s in steps.itertuples():
         what = f"{s.error_type}: {_one_line(str(s.error), 300)}" if _text(s.error_type) else _text(s.error)
@@ -339,7 +339,7 @@ def step_times(db: Path) -> dict[str, tuple[Any, Any]]:
         df = flownb.sql("SELECT step, attempt, started_at, ended_at FROM steps ORDER BY attempt", db=str(db))
     finally:
         forget_store(open_store(str(db)))
-    return {row.step: (row.started_at, row.ended_at) for row in df.itertuples()}
+    return {str(row.step): (row.started_at, row.ended_at) for row in df.itertuples()}
 
 
 # -- comparing ---------------------------------------------------------------------------------
@@ -475,7 +475,7 @@ def _array_diff(a: Fingerprint, b: Fingerprint, path: str) -> str:
             same |= np.isnan(x) & np.isnan(y)
         differ = np.argwhere(~same)
     except (TypeError, ValueError):  # structured or odd dtypes: say no more than that they differ
-        differ = np.empty((0, 0))
+        differ = np.empty((0, 0), dtype=np.intp)
     if shape == () or differ.size == 0:
         return f"{path}: expected {describe(a)}, got {describe(b)}"
     where = tuple(int(i) for i in differ[0])

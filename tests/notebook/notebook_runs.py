@@ -22,6 +22,7 @@ import asyncio
 import copy
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -274,7 +275,7 @@ def _displays(doc: nbformat.NotebookNode) -> list[tuple[int, str]]:
 
 
 def _cell_errors(doc: nbformat.NotebookNode) -> list[str]:
-    """Each failing cell's error in one line, and what flownb's magics printed on stderr."""
+    """Each failing cell's error in one line, and the errors flownb's magics printed on stderr."""
     errors = []
     for i, cell in enumerate(doc.cells):
         if cell.cell_type != "code":
@@ -283,7 +284,8 @@ def _cell_errors(doc: nbformat.NotebookNode) -> list[str]:
         for o in cell.get("outputs", []):
             if o.output_type == "error":
                 errors.append(f"{label} {o.ename}: {_one_line(o.evalue)}")
-            elif o.output_type == "stream" and o.name == "stderr" and o.text.strip():
+            elif o.output_type == "stream" and o.name == "stderr" and re.search(r"\w*Error\b", o.text):
+                # a magic's UsageError is printed, not raised; warnings on stderr are no failure
                 errors.append(f"{label} stderr: {_one_line(o.text)}")
     return errors
 

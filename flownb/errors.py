@@ -11,7 +11,7 @@ do next::
     ├── StepFailed                 a step failed after its retries
     │   ├── StepTimeout            an attempt ran past its timeout
     │   ├── ApprovalRejected       an approval gate was rejected
-    │   └── OutputNotStorable      a step returned a value the store cannot keep
+    │   └── OutputNotStorable      kept for compatibility: unstorable outputs are now volatile
     ├── RunFailed                  a run ended without success (raised by raise_for_status)
     │   └── RunCancelled           the run was cancelled
     ├── RunNotFound                no run with that id in the store
@@ -80,7 +80,9 @@ class ApprovalRejected(StepFailed):
 
 
 class OutputNotStorable(StepFailed):
-    """A step returned a value that none of the store's codecs can keep."""
+    """A value none of the store's codecs can keep. Steps no longer fail with it: such an
+    output is kept in memory and recorded as ``volatile``; the class stays for code that
+    catches it."""
 
     code = "output_not_storable"
 

@@ -9,8 +9,10 @@ run's params come back exactly as they were recorded (see params.py).
 Volatile outputs (``outputs.codec = 'volatile'``: a generator, a lock, a live
 connection, kept in memory only) are the one exception to "never executed
 again": a succeeded step with a volatile output runs again when a step that
-will run on this resume depends on it, since nothing else can give that step
-its input; and so on upstream, for the volatile inputs of that step in turn.
+will run on this resume reads it (a notebook cell names the outputs it reads
+of each producer; any other step reads its producers' whole values), since
+nothing else can give that step its input; and so on upstream, for the
+volatile inputs of that step in turn.
 A volatile output nobody still needs is not restored: the step counts as
 done, and its value is missing (``None`` for a step's single output; the name
 is left out of a notebook cell's several outputs). Steps downstream of a step
@@ -117,16 +119,28 @@ def restore(store: Store, graph: Graph, run_id: str) -> Restored:
 
 def _without_needed_volatiles(graph: Graph, restorable: set[str], finished: dict[str, dict[str, Any]]) -> set[str]:
     """``restorable`` less the steps whose volatile output a step that runs needs (see above)."""
-    volatile = {s for s in restorable if any(o.get("codec") == VOLATILE for o in finished[s].get("outputs") or ())}
+    names = {
+        s: {o.get("name") for o in finished[s].get("outputs") or () if o.get("codec") == VOLATILE} for s in restorable
+    }  # fmt: skip
+    volatile = {s for s, lost in names.items() if lost}
     kept = set(restorable)
     while volatile:
         runs = set(graph.deps) - kept
-        needed = {s for s in volatile if any(s in graph.deps[r] for r in runs)}
+        needed = {s for s in volatile if any(s in graph.deps[r] and _reads_any(graph, r, s, names[s]) for r in runs)}
         if not needed:
             break
         kept -= needed
         volatile -= needed
     return kept
+
+
+def _reads_any(graph: Graph, step: str, producer: str, lost: set[Any]) -> bool:
+    """Whether ``step`` reads one of ``producer``'s lost outputs. A notebook cell says which
+    names it reads of each producer (``__flownb_reads__``); any other step reads its whole value."""
+    reads = getattr(graph.specs[step].fn, "__flownb_reads__", None)
+    if not isinstance(reads, dict):
+        return True
+    return bool(lost & set(reads.get(producer, ())))
 
 
 def _value(

@@ -168,6 +168,8 @@ class CallSite:
     inplace: bool
     random_state: bool
     """It passes ``random_state=``."""
+    local: bool = False
+    """The cell bound ``root`` itself before this call: changing it reads no earlier version."""
 
 
 @dataclass(frozen=True)
@@ -286,8 +288,8 @@ class _Walker(ast.NodeVisitor):
 
     def _mutate(self, name: str) -> None:
         """``name``'s object may change: the cell reads the previous version and writes the next."""
-        if name.startswith("_"):
-            return
+        if name.startswith("_") or name in self.bound:
+            return  # a name this cell bound itself: its own version changes, already a write
         self._read(name)
         self.mutates.add(name)
 
@@ -558,10 +560,12 @@ class _Walker(ast.NodeVisitor):
             arg = _root(node.args[0])
             if arg is not None:
                 self._mutate(arg)
-        args = tuple(r for r in (_root(a) for a in [*node.args, *(k.value for k in node.keywords)]) if r)
+        args = tuple(
+            r for r in (_root(a) for a in [*node.args, *(k.value for k in node.keywords)]) if r and r not in self.bound
+        )  # fmt: skip
         self.calls.append(CallSite(
             root, attrs, args, statement, all(a in PURE_METHODS for a in attrs) and not mutating, inplace,
-            any(k.arg == "random_state" for k in node.keywords),
+            any(k.arg == "random_state" for k in node.keywords), local=root in self.bound,
         ))  # fmt: skip
 
     def _magic(self, node: ast.Call) -> None:

@@ -258,7 +258,7 @@ class _Binder:
                     mutates |= {x for x in call.args if not self._is_module(x, i, own_modules)}
             else:
                 changes = call.inplace or any(m in MUTATING_METHODS for m in call.attrs)
-                if mutates is not None and (changes or (call.statement and not call.pure_chain)):
+                if mutates is not None and not call.local and (changes or (call.statement and not call.pure_chain)):
                     mutates.add(call.root)
                 if any(attr in PLOT_ATTRS for attr in call.attrs):
                     effects.add(PYPLOT)

@@ -250,3 +250,8 @@ def test_flow_options_refuse_booleans_for_counts() -> None:
         flownb.Flow("f", max_concurrency=True)
     with pytest.raises(FlowDefinitionError, match="max_runs"):
         flownb.Flow("f", max_runs=True)
+
+
+def test_changing_what_the_cell_itself_bound_reads_no_earlier_version() -> None:
+    plan = plan_of("with open('a.txt', 'w') as f:\n    f.write('x')", "with open('b.txt', 'w') as f:\n    f.write('y')")
+    assert plan.cells["c2"].data == []  # its own f, not c1's

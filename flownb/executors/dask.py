@@ -44,6 +44,7 @@ import contextlib
 import inspect
 import re
 import threading
+import types
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -104,7 +105,14 @@ def _output(log: StepLog) -> _Output:
     return _Output(log.text("stdout"), log.text("stderr"))
 
 
-def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any]) -> _Done:
+def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
+    """``code`` (and the code nested in it) with its file name back: cloudpickle ships a function's
+    code by value under the name "<dynamic-code>", so a worker's traceback lost its source lines."""
+    consts = tuple(_renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any], filename: str | None = None) -> _Done:
     """The task a worker runs: ``fn(**kwargs)`` with its prints captured.
 
     A coroutine returned by the function (a cell step with top-level await) is
@@ -112,6 +120,8 @@ def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any]) -> _Done:
     On an exception, the output captured so far rides on the exception itself
     (exceptions pickle their ``__dict__``), so a failed attempt keeps its log.
     """
+    if filename and isinstance(fn, types.FunctionType) and fn.__code__.co_filename != filename:
+        fn.__code__ = _renamed(fn.__code__, filename)
     # the engine's own stdout proxy, on the worker: tasks side by side on one
     # worker's threads never swap their outputs
     capture.install()
@@ -238,7 +248,9 @@ class DaskExecutor:
         if remote is not None:  # a notebook cell: its source and inputs travel, not __main__
             fn, kwargs = remote(kwargs), {}
         key = f"{ctx.step}-{ctx.run_id}-{ctx.attempt}-{uuid.uuid4().hex[:8]}"
-        future = client.submit(_run_task, fn, kwargs, key=key, pure=False, retries=0)
+        code = getattr(fn, "__code__", None)
+        filename = code.co_filename if isinstance(code, types.CodeType) else None
+        future = client.submit(_run_task, fn, kwargs, filename, key=key, pure=False, retries=0)
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
         # called on Dask's callback thread when the task ends (done, erred or cancelled)

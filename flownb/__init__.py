@@ -3,6 +3,8 @@
 Users import from here only; everything in subpackages is internal.
 """
 
+from importlib.metadata import version as _version
+
 from flownb.engine.run import Run
 from flownb.errors import (
     ApprovalRejected,
@@ -21,7 +23,8 @@ from flownb.errors import (
 from flownb.model.flow import Flow
 from flownb.queries import history, sql
 
-__version__ = "0.1.0"
+# pyproject.toml holds the one version; the installed metadata carries it here
+__version__ = _version("flownb")
 
 __all__ = [
     "ApprovalRejected",

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import MessagesServer
+
 pytestmark = pytest.mark.slow
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -31,9 +33,6 @@ def test_notebook_runs_under_nbval(name: str, tmp_path: Path) -> None:
 
 def test_the_agents_notebook_with_a_key_talks_to_a_messages_api(tmp_path: Path) -> None:
     """With ANTHROPIC_API_KEY set, its agent step runs (here against a local Messages API)."""
-    sys.path.insert(0, str(NOTEBOOKS.parent))
-    from tests.servers import MessagesServer
-
     with MessagesServer() as server:
         env = dict(os.environ, FLOWNB_DB=str(tmp_path / "store.duckdb"), ANTHROPIC_API_KEY="test-key",
                    ANTHROPIC_BASE_URL=server.url, FLOWNB_MODEL="claude-haiku-4-5")  # fmt: skip

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import anthropic
 import pytest
-from conftest import attempts, events, recorded_inputs, wait_until
 
 import flownb
 from flownb.errors import FlowDefinitionError
 from flownb.steps.agent import estimate_cost, parse_json_reply
 from tests.servers import MessagesServer, Reply
+from tests.steps.helpers import attempts, events, recorded_inputs, wait_until
 
 
 def test_reply_text_metrics_and_request(flow: flownb.Flow, messages_server: MessagesServer) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import attempts, events, recorded_inputs, wait_until
 
 import flownb
 from flownb.errors import FlowDefinitionError
 from flownb.steps.http import parse_http_request
 from tests.servers import HttpServer
+from tests.steps.helpers import attempts, events, recorded_inputs, wait_until
 
 
 def test_get_json_and_text(flow: flownb.Flow, http_server: HttpServer) -> None:

@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import attempts, recorded_inputs, wait_until
 
 import flownb
 from flownb.errors import FlowDefinitionError
+from tests.steps.helpers import attempts, recorded_inputs, wait_until
 
 
 def _alive(pid: int) -> bool:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import recorded_inputs
 
 import flownb
 from flownb.errors import FlowDefinitionError
+from tests.steps.helpers import recorded_inputs
 
 PAYLOADS = [
     "$(touch {m})",

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import wasmtime
-from conftest import attempts, recorded_inputs, wait_until
 
 import flownb
 from flownb.errors import FlowDefinitionError
 from flownb.steps.wasm import running_guests, skill_path
+from tests.steps.helpers import attempts, recorded_inputs, wait_until
 
 IMPORTS = """
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))

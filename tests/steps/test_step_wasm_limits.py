@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import wasmtime
-from conftest import attempts
 
 import flownb
 from flownb.steps import wasm as wasm_kind
+from tests.steps.helpers import attempts
 
 MB = 1024 * 1024
 PAGES_60MB = 60 * 16  # 64 KiB pages

@@ -255,7 +255,7 @@ class StepContext:
         return await self.execution.request_approval(self, message, timeout)
 
     async def run_child(self, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.execution.run_child(self, flow, params)
+        return await self.execution.run_child(self, flow.plan(), params)
 
     def loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()

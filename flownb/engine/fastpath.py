@@ -5,17 +5,18 @@ of the stepper's machinery. It is handed to the executor with a callback: no
 task, no coroutine, no future per step. The callback runs on the engine's loop,
 or on the worker that ran the step when the loop sleeps (see loop.py); there
 it settles a success only, and hands a failure or an awaitable to the loop.
-What is recorded is exactly what the stepper records for the same step.
+It records through the same journal functions as the stepper, so what is
+recorded is what the stepper records for the same step (tests/engine/test_parity.py).
 """
 
 from __future__ import annotations
 
 import inspect
-import time
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine.context import StepContext
 from flownb.engine.stepper import Outcome, named_error
+from flownb.store.events import StepStatus
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
@@ -31,65 +32,65 @@ class FastAttempt:
         self.ex = ex
         self.ctx = ctx
         self.input_hash = input_hash
-        self.started = ex.attempt_started(ctx, input_hash)
-        self.t0 = time.perf_counter()
+        self.started = ex.journal.started(ctx, input_hash)
+        self.t0 = ex.clock.perf()
         #: cancelled: a worker that has not started it yet leaves it alone
         self.dropped = False
 
     def __call__(self, result: Any, error: BaseException | None) -> None:
         ex = self.ex
-        if ex.fast_running.pop(self.ctx.step, None) is None:
+        if ex.scheduler.fast_running.pop(self.ctx.step, None) is None:
             return  # cancelled meanwhile; the attempt was recorded then
         if error is None and result is not None and inspect.isawaitable(result):  # a cell with top-level await
             if not ex.loop.here():
                 self._to_loop(result, error)
                 return
-            ex.fast_running[self.ctx.step] = self
+            ex.scheduler.fast_running[self.ctx.step] = self
             _await_then(self, result)
             return
         self.finish(result, error)
 
     def _to_loop(self, result: Any, error: BaseException | None) -> None:
         """Leave this completion to the loop (called by a worker acting for it)."""
-        self.ex.fast_running[self.ctx.step] = self
+        self.ex.scheduler.fast_running[self.ctx.step] = self
         self.ex.loop.call_soon_threadsafe(self, result, error)
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         ex, ctx = self.ex, self.ctx
         if error is None:
             try:
-                encoded = ex.encode_output(ctx.spec, ctx.step, result)
+                encoded = ex.journal.encode(ctx.spec, ctx.step, result)
             except Exception as exc:  # noqa: BLE001  (unstorable values become volatile; an encoder bug still fails the step, recorded)
                 error = exc
         if error is not None:
             if not ex.loop.here():  # a failure may stop the run, which cancels tasks: the loop's work
                 self._to_loop(None, error)
                 return
-            ex.attempt_finished(ctx, self.started, self.t0, "failed", self.input_hash, error=error)
-            ex.settle(ctx.step, Outcome("failed", error=named_error(ex, ctx.step, error)))
+            ex.journal.finished(ctx, self.started, self.t0, StepStatus.FAILED, self.input_hash, error=error)
+            ex.scheduler.settle(ctx.step, Outcome(StepStatus.FAILED, error=named_error(ex, ctx.step, error)))
         else:
-            ex.attempt_finished(ctx, self.started, self.t0, "succeeded", self.input_hash, encoded=encoded)
-            ex.succeeded(ctx.step, result)
+            ex.journal.finished(ctx, self.started, self.t0, StepStatus.SUCCEEDED, self.input_hash, encoded=encoded)
+            ex.scheduler.succeeded(ctx.step, result)
 
     def cancel(self) -> None:
         self.dropped = True
-        self.ex.attempt_finished(
-            self.ctx, self.started, self.t0, "cancelled", self.input_hash, reason="the run was cancelled"
+        self.ex.journal.finished(
+            self.ctx, self.started, self.t0, StepStatus.CANCELLED, self.input_hash, reason="the run was cancelled"
         )
 
 
 def start(ex: RunExecution, name: str) -> None:
     spec = ex.graph.specs[name]
     scope = ex.scope_for(spec)
-    ctx = StepContext(ex, spec, name, ex.next_attempt(name), scope, ex.new_log(name))
-    attempt = FastAttempt(ex, ctx, ex.input_hash(spec))
+    ctx = StepContext(ex, spec, name, ex.journal.next_attempt(name), scope, ex.new_log(name))
+    attempt = FastAttempt(ex, ctx, ex.journal.input_hash(spec))
     kwargs = ex.arguments(spec, scope) if spec.inputs else {}
-    ex.fast_running[name] = attempt
+    ex.scheduler.fast_running[name] = attempt
     ex.executor.submit(spec.fn, kwargs, ctx.log, attempt, ex.loop)  # type: ignore[attr-defined]
 
 
 def cancel(ex: RunExecution, name: str) -> None:
-    attempt = ex.fast_running.pop(name, None)
+    attempt = ex.scheduler.fast_running.pop(name, None)
     if attempt is not None:
         attempt.cancel()
 
@@ -106,10 +107,10 @@ def _await_then(attempt: FastAttempt, awaitable: Any) -> None:
         try:
             result = await awaitable
         except Exception as exc:  # noqa: BLE001
-            if ex.fast_running.pop(step, None) is not None:
+            if ex.scheduler.fast_running.pop(step, None) is not None:
                 attempt.finish(None, exc)
             return
-        if ex.fast_running.pop(step, None) is not None:
+        if ex.scheduler.fast_running.pop(step, None) is not None:
             attempt.finish(result, None)
 
     asyncio.get_running_loop().create_task(wait())

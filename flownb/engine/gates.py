@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from flownb.engine.context import StepContext
 from flownb.errors import ApprovalRejected, FlownbError, StepTimeout
+from flownb.store import events as ev
 from flownb.store.base import Decision
+from flownb.store.events import RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
@@ -40,16 +42,15 @@ class Gates:
         decision = self.decided.get(step)
         if decision is None:
             if step not in self.requested:
-                self.ex.recorder.emit("approval_requested", step, message=message)
+                self.ex.recorder.emit(ev.EventName.APPROVAL_REQUESTED, step, **ev.approval_requested(message=message))
                 self.requested.add(step)
-            self.ex.recorder.emit(
-                "step_waiting", step, attempt=ctx.attempt, kind="approval", status="waiting",
-                level=self.ex.graph.levels.get(step), message=message,
-            )  # fmt: skip
-            self.ex.step_status[step] = "waiting"
+            self.ex.recorder.emit(ev.EventName.STEP_WAITING, step, **ev.step_waiting(
+                attempt=ctx.attempt, kind="approval", level=self.ex.graph.levels.get(step), message=message,
+            ))  # fmt: skip
+            self.ex.step_status[step] = StepStatus.WAITING
             future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
             self._waiting[step] = future
-            self.ex.set_status("waiting")
+            self.ex.set_status(RunStatus.WAITING)
             await asyncio.wrap_future(self.ex.recorder.commit())
             if self._poller is None or self._poller.done():
                 self._poller = asyncio.get_running_loop().create_task(self._poll_decisions())
@@ -63,9 +64,9 @@ class Gates:
                 ) from None
             finally:
                 self._waiting.pop(step, None)
-                if not self._waiting and self.ex.status == "waiting":
-                    self.ex.set_status("running")
-            self.ex.step_status[step] = "running"
+                if not self._waiting and self.ex.status == RunStatus.WAITING:
+                    self.ex.set_status(RunStatus.RUNNING)
+            self.ex.step_status[step] = StepStatus.RUNNING
         if decision.decision != "approved":
             who = f" by {decision.decided_by}" if decision.decided_by else ""
             why = f": {decision.comment}" if decision.comment else ""
@@ -87,10 +88,9 @@ class Gates:
             )
         self.decided[decision.step] = decision
         if record:
-            self.ex.recorder.emit(
-                "approval_decided", decision.step, decision=decision.decision,
-                decided_by=decision.decided_by, comment=decision.comment, via=decision.via,
-            )  # fmt: skip
+            self.ex.recorder.emit(ev.EventName.APPROVAL_DECIDED, decision.step, **ev.approval_decided(
+                decision=decision.decision, decided_by=decision.decided_by, comment=decision.comment, via=decision.via,
+            ))  # fmt: skip
             self.ex.recorder.commit()
         future.set_result(decision)
 
@@ -98,7 +98,7 @@ class Gates:
         """Pick up decisions made by other processes (CLI, another notebook)."""
         last_beat = 0.0
         while self._waiting:
-            await asyncio.sleep(APPROVAL_POLL_SECONDS)
+            await self.ex.clock.sleep(APPROVAL_POLL_SECONDS)
             try:
                 if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
                     await asyncio.to_thread(self.ex.store.heartbeat, [self.ex.run_id])

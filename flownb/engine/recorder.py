@@ -11,12 +11,12 @@ an attempt that ends before then is written as its end alone, which carries
 
 from __future__ import annotations
 
-import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.context import Secrets
 from flownb.store.base import Event, Store, StoredValue
 from flownb.store.codecs import Encoded
@@ -33,8 +33,11 @@ GATHER = 0.005
 class Recorder:
     """Appends a run's events to its store, in order, in as few commits as possible."""
 
-    def __init__(self, store: Store, run_id: str, loop: EngineLoop, next_seq: int = 1) -> None:
+    def __init__(
+        self, store: Store, run_id: str, loop: EngineLoop, next_seq: int = 1, *, clock: Clock = SYSTEM
+    ) -> None:
         self.store = store
+        self._now = clock.time
         self.loop = loop
         self.run_id = run_id
         self._seq = next_seq
@@ -60,7 +63,7 @@ class Recorder:
         """Record an event (``emit`` with the payload as a dict, and optionally its time)."""
         if self.secrets:
             payload = self.secrets.scrub_payload(payload)
-        record = Event(self.run_id, self._seq, event, step, payload, time.time() if at is None else at)
+        record = Event(self.run_id, self._seq, event, step, payload, self._now() if at is None else at)
         self._seq += 1
         if event == "step_started" and step is not None:
             self._starts[(step, payload.get("attempt", 0))] = record

@@ -34,7 +34,7 @@ class Run:
 
     @property
     def flow(self) -> str:
-        return self._ex.flow.name
+        return self._ex.plan.name
 
     @property
     def status(self) -> str:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flownb.engine import capture
+from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.execution import RunExecution
 from flownb.engine.loop import EngineLoop
 from flownb.engine.run import Run
@@ -26,7 +27,7 @@ from flownb.store.base import open_store
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from flownb.model.flow import Flow
+    from flownb.model.flow import Flow, RunPlan
 
 T = TypeVar("T")
 
@@ -39,7 +40,9 @@ class Runtime:
         self._thread = threading.Thread(target=self._serve, name="flownb-engine", daemon=True)
         self._thread.start()
         self.active: dict[str, RunExecution] = {}
-        self._run_slots: dict[int, asyncio.Semaphore] = {}
+        self._run_slots: dict[str, asyncio.Semaphore] = {}
+        #: the time retries, approval polls and records read (tests may give another)
+        self.clock: Clock = SYSTEM
         self.notebook: str | None = os.environ.get("FLOWNB_NOTEBOOK")
         #: called with each new execution (the notebook's live view subscribes here)
         self.on_start: list[Callable[[RunExecution], None]] = []
@@ -63,15 +66,14 @@ class Runtime:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def create(
-        self, flow: Flow, params: dict[str, Any], *, parent: RunExecution | None = None,
+        self, plan: RunPlan, params: dict[str, Any], *, parent: RunExecution | None = None,
         timeout: float | None = None, run_id: str | None = None, restored: Any = None,
     ) -> RunExecution:  # fmt: skip
-        graph = flow.graph()
-        store = open_store(flow.db)
+        store = open_store(plan.db)
         ex = RunExecution(
-            self, flow, graph, params, store, run_id or new_run_id(), timeout=timeout,
+            self, plan, params, store, run_id or new_run_id(), timeout=timeout,
             parent_run_id=parent.run_id if parent else None, depth=parent.depth + 1 if parent else 0,
-            restored=restored,
+            restored=restored, clock=self.clock,
         )  # fmt: skip
         self.active[ex.run_id] = ex
         for hook in list(self.on_start):
@@ -82,12 +84,12 @@ class Runtime:
         self.active.pop(ex.run_id, None)
 
     @contextlib.asynccontextmanager
-    async def run_slot(self, flow: Flow, ex: RunExecution) -> AsyncIterator[None]:
-        """At most ``flow.max_runs`` runs of one flow at a time; others wait as pending."""
-        if flow.max_runs is None:
+    async def run_slot(self, plan: RunPlan, ex: RunExecution) -> AsyncIterator[None]:
+        """At most ``max_runs`` runs of one flow (by name) at a time; others wait as pending."""
+        if plan.max_runs is None:
             yield
             return
-        slot = self._run_slots.setdefault(id(flow), asyncio.Semaphore(flow.max_runs))
+        slot = self._run_slots.setdefault(plan.name, asyncio.Semaphore(plan.max_runs))
         async with slot:
             yield
 
@@ -111,7 +113,7 @@ def new_run_id() -> str:
 def start_run(flow: Flow, params: dict[str, Any], *, timeout: float | None = None) -> Run:
     rt = runtime()
     capture.install()
-    ex = rt.create(flow, params, timeout=timeout)  # validates the flow here, in the caller
+    ex = rt.create(flow.plan(), params, timeout=timeout)  # validates the flow here, in the caller
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)
 
@@ -124,9 +126,9 @@ def resume_run(flow: Flow, run_id: str, *, params: dict[str, Any] | None = None,
     for ex in rt.active.values():
         if ex.run_id.startswith(run_id):
             raise FlownbError(f"run {ex.run_id} is still running in this process; wait for it or cancel it")
-    graph = flow.graph()
-    store = open_store(flow.db)
-    restored = restore(store, graph, run_id)
+    plan = flow.plan()
+    store = open_store(plan.db)
+    restored = restore(store, plan.graph, run_id)
     if restored.flow != flow.name:
         raise FlownbError(f"run {restored.run_id} belongs to flow {restored.flow!r}, not {flow.name!r}")
     if restored.status in ("running", "waiting", "pending") and _owner_alive(store, restored.run_id):
@@ -135,7 +137,7 @@ def resume_run(flow: Flow, run_id: str, *, params: dict[str, Any] | None = None,
             "resume it once that process has ended (it then shows as interrupted)"
         )
     ex = rt.create(
-        flow, {**restored.params, **(params or {})}, timeout=timeout, run_id=restored.run_id, restored=restored
+        plan, {**restored.params, **(params or {})}, timeout=timeout, run_id=restored.run_id, restored=restored
     )
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-import traceback
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from flownb.engine.capture import StepLog
 from flownb.engine.context import StepContext
 from flownb.errors import ApprovalRejected, FlownbError, StepFailed, StepTimeout, TemplateError
 from flownb.model import templates
 from flownb.model.hashing import digest
 from flownb.model.kinds import get_kind
 from flownb.model.spec import StepSpec
+from flownb.store.events import StepStatus
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Outcome:
-    status: str  # succeeded, cached, failed, skipped, cancelled
+    status: str  # a StepStatus: succeeded, cached, failed, skipped, cancelled
     value: Any = None
     error: BaseException | None = None
     reason: str | None = None
@@ -47,10 +47,10 @@ async def run_step(ex: RunExecution, name: str) -> Outcome:
         try:
             go = templates.evaluate(spec.when, scope)
         except TemplateError as exc:
-            return _fail(ex, spec, 1, exc)
+            return _fail(ex, spec, exc)
         if not go:
             return ex.skip(name, f"condition when={spec.when!r} is false")
-    input_hash = ex.input_hash(spec)
+    input_hash = ex.journal.input_hash(spec)
     if spec.cache:
         hit = await ex.cached_output(spec, input_hash)
         if hit is not None:
@@ -58,14 +58,15 @@ async def run_step(ex: RunExecution, name: str) -> Outcome:
     try:
         if spec.foreach is not None:
             value = await _foreach(ex, spec, scope, input_hash)
-            ex.foreach_finished(spec, value, input_hash)
+            ctx = StepContext(ex, spec, spec.name, ex.journal.attempts[spec.name], {}, StepLog())
+            ex.journal.foreach_finished(ctx, value, input_hash)
         else:
             value = await _attempts(ex, spec, name, scope, input_hash)
     except _AttemptFailed as failed:
         if spec.fallback is not None:
             return await _fallback(ex, spec, scope, failed.error, input_hash)
-        return Outcome("failed", error=named_error(ex, spec.name, failed.error))
-    return Outcome("succeeded", value)
+        return Outcome(StepStatus.FAILED, error=named_error(ex, spec.name, failed.error))
+    return Outcome(StepStatus.SUCCEEDED, value)
 
 
 async def _attempts(
@@ -73,15 +74,18 @@ async def _attempts(
 ) -> Any:
     """Attempts of one step or item: retries with backoff, and repeat_until."""
     kind = get_kind(spec.kind)
-    attempt = ex.next_attempt(step)
+    journal = ex.journal
+    attempt = journal.next_attempt(step)
     tries = 0
     iterations = 0
     while True:
         tries += 1
         log = ex.new_log(step)
         ctx = StepContext(ex, spec, step, attempt, scope, log, spec.timeout)
-        started = ex.attempt_started(ctx, input_hash)
-        t0 = time.perf_counter()
+        if step in ex.step_status:
+            ex.step_status[step] = StepStatus.RUNNING
+        started = journal.started(ctx, input_hash)
+        t0 = ex.clock.perf()
         try:
             if spec.timeout is not None:
                 try:
@@ -94,21 +98,23 @@ async def _attempts(
                     ) from None
             else:
                 value = await kind.execute(ctx)
-            encoded = ex.encode_output(spec, step, value)
+            encoded = journal.encode(spec, step, value)
         except asyncio.CancelledError:
-            ex.attempt_finished(ctx, started, t0, "cancelled", input_hash, reason="the run was cancelled")
+            journal.finished(ctx, started, t0, StepStatus.CANCELLED, input_hash, reason="the run was cancelled")
             raise
         except Exception as exc:  # noqa: BLE001  (a step's failure is data, recorded below)
-            ex.attempt_finished(ctx, started, t0, "failed", input_hash, error=exc)
+            journal.finished(ctx, started, t0, StepStatus.FAILED, input_hash, error=exc)
             if tries <= spec.retry.retries and _retryable(spec, exc):
                 # a kind may ask for a longer wait (HTTP Retry-After)
                 delay = max(spec.retry.delay(tries), float(getattr(exc, "retry_after", 0) or 0))
-                ex.step_retrying(step, attempt, delay, exc)
-                await asyncio.sleep(delay)
+                if step in ex.step_status:
+                    ex.step_status[step] = StepStatus.RETRYING
+                journal.retrying(step, attempt, delay, exc)
+                await ex.clock.sleep(delay)
                 attempt += 1
                 continue
             raise _AttemptFailed(exc) from None
-        ex.attempt_finished(ctx, started, t0, "succeeded", input_hash, encoded=encoded)
+        journal.finished(ctx, started, t0, StepStatus.SUCCEEDED, input_hash, encoded=encoded)
         if spec.repeat_until is None:
             return value
         iterations += 1
@@ -153,8 +159,8 @@ async def _foreach(ex: RunExecution, spec: StepSpec, scope: dict[str, Any], inpu
         raise _AttemptFailed(
             StepFailed(f"step {spec.name!r}: foreach={spec.foreach!r} is not a list{hint}", step=spec.name)
         ) from None
-    ex.foreach_started(spec, len(items))
-    limit = asyncio.Semaphore(spec.concurrency or ex.flow.max_concurrency)
+    ex.journal.foreach_started(spec, len(items))
+    limit = asyncio.Semaphore(spec.concurrency or ex.plan.max_concurrency)
     results: list[Any] = [None] * len(items)
 
     async def one(index: int, item: Any) -> None:
@@ -166,7 +172,7 @@ async def _foreach(ex: RunExecution, spec: StepSpec, scope: dict[str, Any], inpu
             item_scope = {**scope, "item": item, "index": index}
             item_hash = digest(input_hash, _json(item))
             results[index] = await _attempts(ex, spec, step, item_scope, item_hash)
-        ex.item_done(spec, step)
+        ex.journal.item_done()
 
     tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
     try:
@@ -196,20 +202,17 @@ async def _fallback(
     try:
         value = await _attempts(ex, fb_spec, step, {**scope, "error": error}, input_hash)
     except _AttemptFailed as failed:
-        return Outcome("failed", error=named_error(ex, spec.name, failed.error))
+        return Outcome(StepStatus.FAILED, error=named_error(ex, spec.name, failed.error))
     try:
-        ex.fallback_used(spec, step, error, value)
+        ex.journal.fallback_used(spec, step, error, value)
     except Exception as exc:  # noqa: BLE001  (unstorable values become volatile; an encoder bug fails the step)
-        return Outcome("failed", error=named_error(ex, spec.name, exc))
-    return Outcome("succeeded", value, reason=f"output from fallback {step!r}")
+        return Outcome(StepStatus.FAILED, error=named_error(ex, spec.name, exc))
+    return Outcome(StepStatus.SUCCEEDED, value, reason=f"output from fallback {step!r}")
 
 
-def _fail(ex: RunExecution, spec: StepSpec, attempt: int, exc: BaseException) -> Outcome:
-    ex.recorder.emit(
-        "step_finished", spec.name, attempt=attempt, kind=spec.kind, status="failed",
-        level=ex.graph.levels.get(spec.name), error_type=type(exc).__name__, error=str(exc),
-    )  # fmt: skip
-    return Outcome("failed", error=named_error(ex, spec.name, exc))
+def _fail(ex: RunExecution, spec: StepSpec, exc: BaseException) -> Outcome:
+    ex.journal.failed_before_running(spec, exc)
+    return Outcome(StepStatus.FAILED, error=named_error(ex, spec.name, exc))
 
 
 def named_error(ex: RunExecution, step: str, exc: BaseException) -> BaseException:
@@ -227,10 +230,6 @@ def named_error(ex: RunExecution, step: str, exc: BaseException) -> BaseExceptio
         )
     wrapped.__cause__ = exc
     return wrapped
-
-
-def format_error(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _json(value: Any) -> str:

@@ -7,6 +7,7 @@ import keyword
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flownb.errors import FlowDefinitionError, TemplateError
@@ -55,6 +56,23 @@ class Graph:
                 for n, s in self.specs.items()
             }
         return self._shape
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the engine needs to run a flow: its validated graph and its settings.
+
+    The engine takes a plan, never a ``Flow``: a run goes on with the steps and
+    settings it started with, whatever is redefined meanwhile.
+    """
+
+    name: str
+    graph: Graph
+    max_concurrency: int = 8
+    durability: str = "sync"
+    executor: Any = None
+    max_runs: int | None = None
+    db: Any = None
 
 
 def recorded_graph(flow: str, steps: Mapping[str, Any]) -> Graph:
@@ -335,6 +353,11 @@ class Flow:
             self._wanted_by.get(wanted, set()).discard(spec.name)
 
     # -- validation and running ------------------------------------------
+
+    def plan(self) -> RunPlan:
+        """The flow as the engine runs it: validated now, in the caller, with its settings."""
+        return RunPlan(self.name, self.graph(), self.max_concurrency, self.durability, self.executor,
+                       self.max_runs, self.db)  # fmt: skip
 
     def graph(self) -> Graph:
         """Validate the whole flow (unknown names, cycles) and snapshot it."""

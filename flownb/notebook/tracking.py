@@ -37,7 +37,7 @@ class Tracker:
         """The runtime hook: follow a new top-level run before it starts."""
         if ex.depth > 0:
             return
-        state = RunState(ex.run_id, ex.flow.name, list(ex.graph.specs))
+        state = RunState(ex.run_id, ex.plan.name, list(ex.graph.specs))
         if ex.restored is not None:  # a resumed run: show its history first
             for e in ex.store.run_events(ex.run_id):
                 state.apply(e)

@@ -1,0 +1,357 @@
+"""The one vocabulary of the ``events`` table: names, statuses, payloads, and the fold.
+
+Everything flownb records about a run is an event appended to one table. This
+module is the only place that says what the events are:
+
+* :class:`RunStatus` and :class:`StepStatus`, the statuses of the contract;
+* :class:`EventName`, and one builder per event that makes its payload (the
+  engine records nothing it did not build here);
+* :class:`RunFold`, the one reader: it folds a run's events, in ``seq`` order,
+  into what the run looks like. Resume, the live view, pictures and the CLI
+  read runs through it; the store's SQL views (schema.py) compute the same
+  columns, and a test holds the two to each other.
+
+Payloads are plain dicts (they are written as JSON); the ``TypedDict`` classes
+document them and let mypy check the builders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from flownb.store.base import Event
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    CACHED = "cached"
+
+
+#: a run in one of these may still change (an owner may be working on it)
+RUN_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED})
+#: a run the engine ended (``interrupted`` is decided by whoever reads a dead owner's run)
+RUN_ENDED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+RUN_FINISHED = RUN_ENDED | {RunStatus.INTERRUPTED}
+#: a step with a usable output: never run again for its run
+STEP_SUCCESS = frozenset({StepStatus.SUCCEEDED, StepStatus.CACHED})
+#: a step its dependents no longer wait for
+STEP_DONE = STEP_SUCCESS | {StepStatus.SKIPPED}
+#: a step that will not change any more in this attempt of the run
+STEP_ENDED = STEP_DONE | {StepStatus.FAILED, StepStatus.CANCELLED}
+#: a step still in the middle of something
+STEP_ACTIVE = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRYING, StepStatus.WAITING})
+
+
+class EventName(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_STATUS = "run_status"
+    RUN_ENDED = "run_ended"
+    STEP_STARTED = "step_started"
+    STEP_FINISHED = "step_finished"
+    STEP_RETRYING = "step_retrying"
+    STEP_WAITING = "step_waiting"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
+
+
+# -- payloads ---------------------------------------------------------------------------------
+
+
+class RunStartedPayload(TypedDict, total=False):
+    flow: str
+    status: str
+    params: Any
+    """The params as shown (secret-looking ones redacted; see engine/params.py)."""
+    stored_params: list[dict[str, Any]]
+    host: str
+    pid: int
+    notebook: str | None
+    flow_hash: str
+    parent_run_id: str | None
+    steps: dict[str, dict[str, Any]]
+    """Each step's kind and dependencies: pictures of runs whose flow is not defined here."""
+
+
+class StepFinishedPayload(TypedDict, total=False):
+    attempt: int
+    kind: str
+    status: str
+    level: int | None
+    started_at: float
+    duration_ms: float
+    input_hash: str
+    code_hash: str
+    output_hash: str
+    outputs: list[dict[str, Any]]
+    stdout: str
+    stderr: str
+    displays: list[dict[str, Any]]
+    error_type: str
+    error: str
+    traceback: str
+    reason: str
+    cached: bool
+    inputs: dict[str, Any]
+
+
+def run_started(
+    *, flow: str, params: Any, host: str, pid: int, notebook: str | None, flow_hash: str,
+    parent_run_id: str | None, steps: dict[str, dict[str, Any]],
+) -> RunStartedPayload:  # fmt: skip
+    return {
+        "flow": flow, "status": RunStatus.PENDING, "params": params, "host": host, "pid": pid, "notebook": notebook,
+        "flow_hash": flow_hash, "parent_run_id": parent_run_id, "steps": steps,
+    }  # fmt: skip
+
+
+def run_status(status: RunStatus, **extra: Any) -> dict[str, Any]:
+    """The run's status changed (``resumed=True, pid, host`` when a process resumes it)."""
+    return {"status": status, **extra}
+
+
+def run_ended(status: RunStatus, *, error: str | None, duration_ms: float) -> dict[str, Any]:
+    return {"status": status, "error": error, "duration_ms": duration_ms}
+
+
+def step_started(
+    *, attempt: int, kind: str, level: int | None, input_hash: str | None = None, items: int | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": StepStatus.RUNNING, "level": level}
+    if input_hash is not None:
+        payload["input_hash"] = input_hash
+    if items is not None:
+        payload["items"] = items
+    return payload
+
+
+def step_finished(
+    *, attempt: int, kind: str, status: StepStatus, level: int | None, code_hash: str, **fields: Any
+) -> StepFinishedPayload:
+    """An attempt's end (or a step that ends without running: skipped, cached, failed before it ran).
+
+    ``fields`` are the optional keys of :class:`StepFinishedPayload` and a kind's
+    metrics (tokens_in, tokens_out, cost_usd, child_run_id); None values are left out.
+    """
+    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": status, "level": level,
+                               "code_hash": code_hash}  # fmt: skip
+    for key, value in fields.items():
+        if value is not None:
+            payload[key] = value
+    return payload  # type: ignore[return-value]
+
+
+def step_retrying(*, attempt: int, delay_s: float, error: str) -> dict[str, Any]:
+    return {"attempt": attempt, "delay_s": delay_s, "error": error}
+
+
+def step_waiting(*, attempt: int, kind: str, level: int | None, message: str) -> dict[str, Any]:
+    return {"attempt": attempt, "kind": kind, "status": StepStatus.WAITING, "level": level, "message": message}
+
+
+def approval_requested(*, message: str) -> dict[str, Any]:
+    return {"message": message}
+
+
+def approval_decided(*, decision: str, decided_by: str | None, comment: str | None, via: str) -> dict[str, Any]:
+    return {"decision": decision, "decided_by": decided_by, "comment": comment, "via": via}
+
+
+# -- the fold -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StepFold:
+    """One step (or foreach item ``x[3]``) as its events say it is."""
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    kind: str | None = None
+    level: int | None = None
+    started_at: float | None = None
+    """When its latest attempt started (seconds since the epoch)."""
+    duration_ms: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    reason: str | None = None
+    items: int | None = None
+    items_done: int = 0
+    finished: dict[str, Any] | None = None
+    """The payload of its latest ``step_finished``."""
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Output name -> its record in the latest ``step_finished`` that had outputs."""
+
+
+@dataclass
+class ApprovalFold:
+    step: str
+    message: str = ""
+    requested_at: float | None = None
+    decision: str | None = None
+    decided_by: str | None = None
+    comment: str | None = None
+    via: str | None = None
+    decided_at: float | None = None
+
+
+@dataclass
+class RunFold:
+    """A run as its events say it is: the one reader of the ``events`` table.
+
+    ``apply`` takes events in ``seq`` order; an event seen twice (a replay that
+    overlaps a live subscription) is ignored. ``status`` is the recorded one:
+    whether an active run's owner still lives is the store's to say.
+    """
+
+    run_id: str = ""
+    flow: str = ""
+    status: RunStatus = RunStatus.PENDING
+    params: Any = None
+    started: dict[str, Any] = field(default_factory=dict)
+    """The ``run_started`` payload."""
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+    parent_run_id: str | None = None
+    steps: dict[str, StepFold] = field(default_factory=dict)
+    """Steps by name; foreach items (``x[3]``) have their own entries."""
+    approvals: dict[str, ApprovalFold] = field(default_factory=dict)
+    last_seq: int = 0
+    resumed: int = 0
+
+    @classmethod
+    def of(cls, events: Iterable[Event], steps: Iterable[str] = ()) -> RunFold:
+        fold = cls()
+        for name in steps:
+            fold.steps[name] = StepFold()
+        for e in events:
+            fold.apply(e)
+        return fold
+
+    @property
+    def next_seq(self) -> int:
+        return self.last_seq + 1
+
+    def step(self, name: str) -> StepFold:
+        found = self.steps.get(name)
+        if found is None:
+            found = self.steps[name] = StepFold()
+        return found
+
+    def base_steps(self) -> dict[str, StepFold]:
+        """The steps without their foreach items."""
+        return {n: s for n, s in self.steps.items() if "[" not in n}
+
+    def apply(self, e: Event) -> bool:
+        """Fold one event; False when it was seen already."""
+        if e.seq <= self.last_seq:
+            return False
+        self.last_seq = e.seq
+        self.run_id = self.run_id or e.run_id
+        p = e.payload
+        name = e.event
+        if name == EventName.RUN_STARTED:
+            self.started = dict(p)
+            self.flow = p.get("flow", self.flow)
+            self.params = p.get("params")
+            self.parent_run_id = p.get("parent_run_id")
+            self.started_at = e.at
+            self.status = RunStatus(p.get("status", RunStatus.PENDING))
+            for step, shape in (p.get("steps") or {}).items():
+                self.step(step).kind = shape.get("kind") if isinstance(shape, Mapping) else None
+        elif name in (EventName.RUN_STATUS, EventName.RUN_ENDED):
+            self.status = RunStatus(p.get("status", self.status))
+            self.resumed += bool(p.get("resumed"))
+            if name == EventName.RUN_ENDED:
+                self.error = p.get("error")
+                self.duration_ms = p.get("duration_ms")
+                self.ended_at = e.at
+            elif self.status in RUN_ACTIVE:
+                self.ended_at = None
+        elif name == EventName.APPROVAL_REQUESTED and e.step:
+            gate = self._gate(e.step)
+            gate.message = p.get("message") or gate.message
+            gate.requested_at = gate.requested_at or e.at
+        elif name == EventName.APPROVAL_DECIDED and e.step:
+            self.decide(e.step, p.get("decision"), p.get("decided_by"), p.get("comment"), p.get("via"), e.at)
+        elif e.step and name in _STEP_EVENTS:
+            self._step_event(e)
+        return True
+
+    def decide(
+        self, step: str, decision: str | None, decided_by: str | None, comment: str | None, via: str | None,
+        at: float | None,
+    ) -> None:  # fmt: skip
+        """A decision (an event, or a posted one from the store's inbox): the first one wins."""
+        gate = self._gate(step)
+        if gate.decision is None and decision is not None:
+            gate.decision, gate.decided_by, gate.comment, gate.via, gate.decided_at = (
+                decision, decided_by, comment, via, at,
+            )  # fmt: skip
+
+    def _gate(self, step: str) -> ApprovalFold:
+        gate = self.approvals.get(step)
+        if gate is None:
+            gate = self.approvals[step] = ApprovalFold(step)
+        return gate
+
+    def _step_event(self, e: Event) -> None:
+        assert e.step is not None
+        s = self.step(e.step)
+        p = e.payload
+        attempt = int(p.get("attempt") or 0)
+        s.attempts = max(s.attempts, attempt)
+        s.kind = p.get("kind", s.kind)
+        if "level" in p:
+            s.level = p["level"]
+        if e.event == EventName.STEP_STARTED:
+            s.status = StepStatus.RUNNING
+            s.started_at = e.at
+            s.items = p.get("items", s.items)
+        elif e.event == EventName.STEP_RETRYING:
+            s.status = StepStatus.RETRYING
+            s.error = p.get("error")
+        elif e.event == EventName.STEP_WAITING:
+            s.status = StepStatus.WAITING
+            gate = self._gate(e.step)
+            gate.message = p.get("message") or gate.message
+            gate.requested_at = gate.requested_at or e.at
+        elif e.event == EventName.STEP_FINISHED:
+            s.status = StepStatus(p.get("status", s.status))
+            s.started_at = p.get("started_at", s.started_at)
+            s.duration_ms = p.get("duration_ms", s.duration_ms)
+            s.reason = p.get("reason")
+            s.finished = p
+            if s.status == StepStatus.FAILED:
+                s.error, s.error_type, s.traceback = p.get("error"), p.get("error_type"), p.get("traceback")
+            for output in p.get("outputs") or ():
+                s.outputs[output["name"]] = output
+            if "[" in e.step:
+                self.step(e.step.split("[", 1)[0]).items_done += 1
+
+
+_STEP_EVENTS = frozenset(
+    {EventName.STEP_STARTED, EventName.STEP_FINISHED, EventName.STEP_RETRYING, EventName.STEP_WAITING}
+)

@@ -11,6 +11,7 @@ from flownb.errors import (
     CycleError,
     FlowDefinitionError,
     FlownbError,
+    NotebookFileError,
     OutputNotStorable,
     RunCancelled,
     RunFailed,
@@ -32,6 +33,7 @@ __all__ = [
     "Flow",
     "FlowDefinitionError",
     "FlownbError",
+    "NotebookFileError",
     "OutputNotStorable",
     "Run",
     "RunCancelled",
@@ -56,6 +58,7 @@ def load_ipython_extension(ipython: object) -> None:
 
 
 def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext flownb``: detach the kernel's session and give ``display()`` back to IPython."""
     from flownb.notebook.extension import unload
 
     unload(ipython)

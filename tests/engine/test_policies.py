@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -209,6 +208,7 @@ def test_when_false_skips_the_step_and_its_dependents() -> None:
 
 def test_foreach_runs_one_attempt_per_item_in_order_within_concurrency() -> None:
     flow = flownb.Flow("foreach", db=":memory:")
+    pairs = threading.Barrier(2, timeout=30)  # items meet in pairs: a limit of one would time out
     active = 0
     peak = 0
     lock = threading.Lock()
@@ -223,16 +223,20 @@ def test_foreach_runs_one_attempt_per_item_in_order_within_concurrency() -> None
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.02)
+        pairs.wait()
         with lock:
             active -= 1
         return index, item * item
 
     run = flow.run().wait(60)
     assert run.outputs["square"] == [(0, 9), (1, 1), (2, 4), (3, 25)]
-    assert peak == 2
-    item_rows = run.steps[run.steps["step"].str.startswith("square[")]
-    assert sorted(item_rows["step"]) == ["square[0]", "square[1]", "square[2]", "square[3]"]
+    assert peak == 2  # two at a time, never a third beside them
+    item_rows = run.steps[run.steps["step"].str.startswith("square[")].set_index("step")
+    assert sorted(item_rows.index) == ["square[0]", "square[1]", "square[2]", "square[3]"]
+    # the record agrees: every item ran beside another one
+    for name, row in item_rows.iterrows():
+        others = item_rows.drop(index=name)
+        assert ((others["started_at"] < row["ended_at"]) & (row["started_at"] < others["ended_at"])).any(), name
 
 
 def test_repeat_until_reruns_until_the_expression_holds() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
@@ -64,8 +63,22 @@ def test_slow_branch_never_holds_back_an_unrelated_one(db: str) -> None:
     assert rows.loc["after_fast", "level"] == 1 and rows.loc["slow", "level"] == 0
 
 
+def overlapping_pairs(steps: pd.DataFrame) -> set[frozenset[str]]:
+    """Pairs of steps whose recorded intervals (``started_at`` .. ``ended_at``) overlap."""
+    rows = list(steps[["step", "started_at", "ended_at"]].itertuples(index=False))
+    return {
+        frozenset((a.step, b.step))
+        for a in rows
+        for b in rows
+        if a.step != b.step and a.started_at < b.ended_at and b.started_at < a.ended_at
+    }
+
+
 def test_max_concurrency_limits_running_steps() -> None:
+    """Two at a time, never three: the steps meet in pairs at a barrier, so a limit of one
+    would time out, and a counter of the steps inside their body sees any third."""
     flow = flownb.Flow("limit", db=":memory:", max_concurrency=2)
+    pairs = threading.Barrier(2, timeout=30)
     running = 0
     peak = 0
     lock = threading.Lock()
@@ -75,14 +88,18 @@ def test_max_concurrency_limits_running_steps() -> None:
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.02)
+        pairs.wait()
         with lock:
             running -= 1
 
     for i in range(8):
         flow.step(work, name=f"w{i}")
-    assert flow.run().wait(60).status == "succeeded"
+    run = flow.run().wait(60)
+    assert run.status == "succeeded", run.error
     assert peak == 2
+    # the record agrees: every step ran beside another one
+    together = set().union(*overlapping_pairs(run.steps))
+    assert together == {f"w{i}" for i in range(8)}
 
 
 def test_async_steps_run_on_the_loop_and_await_run() -> None:
@@ -148,18 +165,16 @@ def test_async_durability_records_everything_by_the_end(db: str) -> None:
 
 def test_max_runs_queues_further_runs_as_pending() -> None:
     flow = flownb.Flow("maxruns", db=":memory:", max_runs=1)
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     @flow.step
     def hold() -> None:
+        started.set()
         gate.wait(60)
 
     first = flow.run()
     second = flow.run()
-    for _ in range(200):
-        if first.status == "running":
-            break
-        time.sleep(0.01)
+    assert started.wait(30)  # the first run holds its one slot
     assert second.status == "pending"
     gate.set()
     assert first.wait(60).status == "succeeded"

@@ -5,6 +5,7 @@ Users import from here only; everything in subpackages is internal.
 
 from importlib.metadata import version as _version
 
+from flownb.api import Flow
 from flownb.engine.run import Run
 from flownb.errors import (
     ApprovalRejected,
@@ -13,15 +14,16 @@ from flownb.errors import (
     FlownbError,
     NotebookFileError,
     OutputNotStorable,
+    RunActive,
     RunCancelled,
     RunFailed,
     RunNotFound,
     StepFailed,
     StepTimeout,
+    StoreError,
     StoreLocked,
     TemplateError,
 )
-from flownb.model.flow import Flow
 from flownb.queries import history, sql
 
 # pyproject.toml holds the one version; the installed metadata carries it here
@@ -36,11 +38,13 @@ __all__ = [
     "NotebookFileError",
     "OutputNotStorable",
     "Run",
+    "RunActive",
     "RunCancelled",
     "RunFailed",
     "RunNotFound",
     "StepFailed",
     "StepTimeout",
+    "StoreError",
     "StoreLocked",
     "TemplateError",
     "history",

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flownb.api import Flow
 from flownb.engine.run import Run
 from flownb.engine.runtime import runtime
 from flownb.errors import FlownbError
-from flownb.model.flow import Flow
 from flownb.store.base import Store
 
 

@@ -18,7 +18,7 @@ from flownb.model.spec import StepSpec
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
-    from flownb.model.flow import Flow
+    from flownb.model.flow import FlowDefinition
 
 REDACTED = "[redacted]"
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie")
@@ -254,7 +254,7 @@ class StepContext:
     async def request_approval(self, message: str, timeout: float | None) -> Any:
         return await self.execution.request_approval(self, message, timeout)
 
-    async def run_child(self, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+    async def run_child(self, flow: FlowDefinition, params: dict[str, Any]) -> dict[str, Any]:
         return await self.execution.run_child(self, flow.plan(), params)
 
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -113,14 +113,14 @@ class Run:
     def _decide(self, step: str, decision: str, comment: str | None, by: str | None, via: str) -> None:
         if self.done:
             raise FlownbError(f"run {self.id} has ended ({self.status}); there is nothing to approve")
-        d = Decision(self.id, step, decision, by or _user(), comment, via, utcnow())
+        d = Decision(self.id, step, decision, by or current_user(), comment, via, utcnow())
         self._rt.call(lambda: self._ex.decide(d))
 
     def __repr__(self) -> str:
         return f"<Run {self.id} of {self.flow!r}: {self.status}>"
 
 
-def _user() -> str:
+def current_user() -> str:
     import getpass
 
     try:

@@ -27,7 +27,7 @@ from flownb.store.base import open_store
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from flownb.model.flow import Flow, RunPlan
+    from flownb.model.flow import RunPlan
 
 T = TypeVar("T")
 
@@ -110,15 +110,18 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def start_run(flow: Flow, params: dict[str, Any], *, timeout: float | None = None) -> Run:
+def start_run(plan: RunPlan, params: dict[str, Any], *, timeout: float | None = None) -> Run:
+    """Start a run of ``plan`` (validated by the caller) in the background; its handle at once."""
     rt = runtime()
     capture.install()
-    ex = rt.create(flow.plan(), params, timeout=timeout)  # validates the flow here, in the caller
+    ex = rt.create(plan, params, timeout=timeout)
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)
 
 
-def resume_run(flow: Flow, run_id: str, *, params: dict[str, Any] | None = None, timeout: float | None = None) -> Run:
+def resume_run(
+    plan: RunPlan, run_id: str, *, params: dict[str, Any] | None = None, timeout: float | None = None
+) -> Run:
     from flownb.engine.resume import restore
 
     rt = runtime()
@@ -126,11 +129,10 @@ def resume_run(flow: Flow, run_id: str, *, params: dict[str, Any] | None = None,
     for ex in rt.active.values():
         if ex.run_id.startswith(run_id):
             raise FlownbError(f"run {ex.run_id} is still running in this process; wait for it or cancel it")
-    plan = flow.plan()
     store = open_store(plan.db)
     restored = restore(store, plan.graph, run_id)
-    if restored.flow != flow.name:
-        raise FlownbError(f"run {restored.run_id} belongs to flow {restored.flow!r}, not {flow.name!r}")
+    if restored.flow != plan.name:
+        raise FlownbError(f"run {restored.run_id} belongs to flow {restored.flow!r}, not {plan.name!r}")
     if restored.status in ("running", "waiting", "pending") and _owner_alive(store, restored.run_id):
         raise FlownbError(
             f"run {restored.run_id} is still {restored.status} in another process; "

@@ -17,7 +17,6 @@ from flownb.engine.context import StepContext
 from flownb.errors import ApprovalRejected, FlownbError, StepFailed, StepTimeout, TemplateError
 from flownb.model import templates
 from flownb.model.hashing import digest
-from flownb.model.kinds import get_kind
 from flownb.model.spec import StepSpec
 from flownb.store.events import StepStatus
 
@@ -73,7 +72,7 @@ async def _attempts(
     ex: RunExecution, spec: StepSpec, step: str, scope: dict[str, Any], input_hash: str
 ) -> Any:
     """Attempts of one step or item: retries with backoff, and repeat_until."""
-    kind = get_kind(spec.kind)
+    kind = spec.handler
     journal = ex.journal
     attempt = journal.next_attempt(step)
     tries = 0
@@ -193,11 +192,13 @@ async def _fallback(
         fb_spec = ex.graph.specs[fb]
         step = fb
     else:
-        from flownb.model.flow import _parameters
+        from flownb.model.flow import parameters
 
-        inputs, _ = _parameters(f"fallback of step {spec.name!r}", fb)  # type: ignore[arg-type]
+        inputs, _ = parameters(f"fallback of step {spec.name!r}", fb)  # type: ignore[arg-type]
+        assert ex.plan.kinds is not None, "a plan from FlowDefinition.plan() knows its kinds"
         fb_spec = replace(spec, name=f"{spec.name}.fallback", kind="python", fn=fb, inputs=inputs,
-                          fallback=None, foreach=None, repeat_until=None, when=None)  # fmt: skip
+                          fallback=None, foreach=None, repeat_until=None, when=None,
+                          handler=ex.plan.kinds("python", spec.name))  # fmt: skip
         step = fb_spec.name
     try:
         value = await _attempts(ex, fb_spec, step, {**scope, "error": error}, input_hash)

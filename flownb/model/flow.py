@@ -1,4 +1,10 @@
-"""``Flow``: a named set of steps and the API to define and run them."""
+"""A flow's definition: a named set of steps, validated into a graph and a plan.
+
+``FlowDefinition`` is the model: it registers steps, checks them, and makes the
+:class:`RunPlan` the engine runs. It starts nothing and draws nothing; the
+public :class:`flownb.Flow` (flownb/api.py) adds ``run``, ``resume`` and
+``show`` on top, so the model imports no layer above it.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,13 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 from flownb.errors import FlowDefinitionError, TemplateError
 from flownb.model import dag, templates
 from flownb.model.hashing import code_hash, digest
-from flownb.model.kinds import check_options, get_kind
+from flownb.model.kinds import KindLookup, check_options
 from flownb.model.spec import BACKOFFS, ON_FAILURE, RetryPolicy, StepSpec
-
-if TYPE_CHECKING:
-    from flownb.engine.run import Run
 
 Durability = Literal["sync", "async"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -73,6 +76,8 @@ class RunPlan:
     executor: Any = None
     max_runs: int | None = None
     db: Any = None
+    kinds: KindLookup | None = None
+    """Where the engine finds a kind it runs on its own (a callable fallback runs as python)."""
 
 
 def recorded_graph(flow: str, steps: Mapping[str, Any]) -> Graph:
@@ -88,16 +93,11 @@ def recorded_graph(flow: str, steps: Mapping[str, Any]) -> Graph:
     return Graph(flow, specs)
 
 
-class Flow:
-    """A durable workflow: steps with dependencies, run in the background.
+class FlowDefinition:
+    """A durable workflow's definition: steps with dependencies, checked as they are added.
 
-    >>> flow = Flow("demo", db=":memory:")
-    >>> @flow.step
-    ... def a(): return 1
-    >>> @flow.step
-    ... def b(a): return a + 1
-    >>> flow.run().wait().outputs["b"]
-    2
+    ``kinds`` looks step kinds up (``flownb.steps.registry.get_kind``); the public
+    ``flownb.Flow`` passes it.
     """
 
     def __init__(
@@ -110,6 +110,7 @@ class Flow:
         executor: Any = None,
         max_runs: int | None = None,
         in_order: bool = False,
+        kinds: KindLookup | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise FlowDefinitionError("a flow needs a non-empty name, e.g. Flow('etl')")
@@ -128,6 +129,7 @@ class Flow:
         self.executor = executor
         self.max_runs = max_runs
         self._in_order = bool(in_order)
+        self._kinds = kinds
         self._specs: dict[str, StepSpec] = {}
         #: the last validated snapshot, until a step is added or removed
         self._graph: Graph | None = None
@@ -212,7 +214,7 @@ class Flow:
     def approval(self, name: str, message: str = "Approve {{ run.flow }}?", **options: Any) -> StepSpec:
         return self._kind_step(name, "approval", message=message, **options)
 
-    def subflow(self, name: str, flow: Flow, **options: Any) -> StepSpec:
+    def subflow(self, name: str, flow: FlowDefinition, **options: Any) -> StepSpec:
         return self._kind_step(name, "subflow", flow=flow, **options)
 
     def _kind_step(self, name: str, kind: str, **options: Any) -> StepSpec:
@@ -256,7 +258,9 @@ class Flow:
             )
         if name in CONTEXT_PARAMETERS:
             raise FlowDefinitionError(f"step name {name!r} is reserved; choose another name")
-        kind = get_kind(kind_name, step=name)
+        if self._kinds is None:
+            raise FlowDefinitionError(f"flow {self.name!r} knows no step kinds ({kind_name!r}); use flownb.Flow")
+        kind = self._kinds(kind_name, name)
         if kind_name == "python":
             if fn is None:
                 raise FlowDefinitionError(f"python step {name!r} needs a function")
@@ -268,6 +272,7 @@ class Flow:
         else:
             options = check_options(kind, name, kind_options)
         spec = self._build_spec(name, kind_name, fn, s, options, kind.references(options))
+        spec.handler = kind
         self._admit(spec)
         return fn if fn is not None else spec
 
@@ -297,7 +302,7 @@ class Flow:
         inputs: tuple[str, ...] = ()
         required: set[str] = set()
         if fn is not None:
-            inputs, required = _parameters(where, fn)
+            inputs, required = parameters(where, fn)
         for expr_opt in ("when", "foreach", "repeat_until"):
             expr = s[expr_opt]
             if expr is None:
@@ -357,7 +362,7 @@ class Flow:
     def plan(self) -> RunPlan:
         """The flow as the engine runs it: validated now, in the caller, with its settings."""
         return RunPlan(self.name, self.graph(), self.max_concurrency, self.durability, self.executor,
-                       self.max_runs, self.db)  # fmt: skip
+                       self.max_runs, self.db, self._kinds)  # fmt: skip
 
     def graph(self) -> Graph:
         """Validate the whole flow (unknown names, cycles) and snapshot it."""
@@ -391,36 +396,6 @@ class Flow:
                         f"depends on; it reads {', '.join(sorted(specs[fb].deps - ancestors))}"
                     )
         return Graph(self.name, specs, (deps, dependents, order))
-
-    def run(self, params: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> Run:
-        """Start a run in the background and return its handle at once."""
-        from flownb.engine.runtime import start_run  # the model never imports the engine at load
-
-        return start_run(self, dict(params or {}), timeout=timeout)
-
-    def resume(self, run_id: str, *, params: Mapping[str, Any] | None = None, timeout: float | None = None) -> Run:
-        """Finish an interrupted or failed run: committed steps are restored, not re-run.
-
-        The run keeps its recorded parameters; ``params`` supplies values again that
-        were redacted when recorded (secret-looking names such as ``token``).
-        """
-        from flownb.engine.runtime import resume_run
-
-        return resume_run(self, run_id, params=dict(params or {}), timeout=timeout)
-
-    def show(self) -> Any:
-        """The static graph of the flow, as an SVG object notebooks display."""
-        from flownb.render import flow_picture
-
-        return flow_picture(self.graph())
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from flownb.render import flow_svg
-
-        try:
-            return {"image/svg+xml": flow_svg(self.graph()), "text/plain": repr(self)}
-        except FlowDefinitionError as exc:
-            return {"text/plain": f"{self!r}: {exc}"}
 
 
 def _split(name: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -470,7 +445,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _parameters(where: str, fn: Callable[..., Any]) -> tuple[tuple[str, ...], set[str]]:
+def parameters(where: str, fn: Callable[..., Any]) -> tuple[tuple[str, ...], set[str]]:
     """Parameter names, and those without a default (which must be steps)."""
     try:
         sig = inspect.signature(fn)

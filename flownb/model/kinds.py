@@ -1,19 +1,17 @@
-"""The step-kind protocol and registry.
+"""The step-kind protocol, and checking a step's options against its kind.
 
-Each module of :mod:`flownb.steps` registers one kind. The model asks a kind to
-validate its options and to name the templates' references (dependencies); the
-engine asks it to execute an attempt.
+The registry lives in :mod:`flownb.steps.registry`; a flow is given the lookup
+(``KindLookup``) by the public ``flownb.Flow``, so the model imports no kinds.
+The model asks a kind to validate its options and to name the templates'
+references (dependencies); the engine asks it to execute an attempt.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from flownb.errors import FlowDefinitionError
-
-if TYPE_CHECKING:
-    from flownb.engine.context import StepContext
 
 
 class StepKind(Protocol):
@@ -43,33 +41,13 @@ class StepKind(Protocol):
         """Raise FlowDefinitionError for a bad option value."""
         ...
 
-    async def execute(self, ctx: StepContext) -> Any:
-        """Run one attempt and return the step's output."""
+    async def execute(self, ctx: Any) -> Any:
+        """Run one attempt (``ctx``: the engine's StepContext) and return the step's output."""
         ...
 
 
-_KINDS: dict[str, StepKind] = {}
-
-
-def register_kind(kind: StepKind) -> StepKind:
-    _KINDS[kind.name] = kind
-    return kind
-
-
-def get_kind(name: str, *, step: str | None = None) -> StepKind:
-    kind = _KINDS.get(name)
-    if kind is not None:
-        return kind
-    import flownb.steps  # noqa: F401  (the kinds register themselves on import)
-
-    try:
-        return _KINDS[name]
-    except KeyError:
-        where = f" for step {step!r}" if step else ""
-        raise FlowDefinitionError(
-            f"unknown step kind {name!r}{where}; choose one of {', '.join(sorted(_KINDS))}"
-        ) from None
-
+#: ``lookup(kind_name, step_name) -> StepKind``, raising FlowDefinitionError for an unknown kind
+KindLookup = Callable[[str, "str | None"], StepKind]
 
 
 def check_options(kind: StepKind, step: str, options: dict[str, Any]) -> dict[str, Any]:

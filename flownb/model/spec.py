@@ -68,6 +68,8 @@ class StepSpec:
     """Where the step was defined; the same origin may redefine it."""
     output_names: tuple[str, ...] | None = None
     """For steps that produce several named values (notebook cells)."""
+    handler: Any = field(default=None, compare=False, repr=False)
+    """The step kind that runs it (a ``flownb.model.kinds.StepKind``), set when the step is defined."""
 
     @cached_property
     def plain(self) -> bool:

@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flownb.api import Flow
 from flownb.errors import FlowDefinitionError
-from flownb.model.flow import CONTEXT_PARAMETERS, Flow
+from flownb.model.flow import CONTEXT_PARAMETERS
 from flownb.notebook.analysis import CellAnalysis, analyze, parse_cell
 from flownb.notebook.binding import BARE, Binding, CellPlan, Node, Plan, bind, label
 from flownb.notebook.cellfn import COLUMN, CellFunction, CellInfo, compile_cell, register_source

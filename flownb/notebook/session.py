@@ -27,13 +27,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flownb.api import Flow
 from flownb.engine.runtime import find_active, runtime
 from flownb.errors import FlowDefinitionError, FlownbError
-from flownb.model.flow import Flow
-from flownb.model.kinds import get_kind
 from flownb.notebook.cellfn import CellInfo, rebind
 from flownb.notebook.cells import CellDef, CellRegistry, KindCell, Positions
 from flownb.notebook.tracking import Tracker
+from flownb.steps.registry import get_kind
 from flownb.store.base import Decision, open_store, utcnow
 
 if TYPE_CHECKING:
@@ -229,9 +229,9 @@ class Session:
             return f"{decision} {step!r} of run {run.id}"
         store = open_store(self.flow(flow).db)
         full = _full_run_id(store, run_id)
-        from flownb.engine.run import _user
+        from flownb.engine.run import current_user
 
-        store.post_decision(Decision(full, step, decision, by or _user(), comment, via, utcnow()))
+        store.post_decision(Decision(full, step, decision, by or current_user(), comment, via, utcnow()))
         return f"{decision} {step!r} of run {full} (posted for the process that runs it)"
 
     def _on_start(self, ex: RunExecution) -> None:
@@ -461,9 +461,10 @@ def _auto_decider(ex: RunExecution, wanted: list[str]) -> Any:
 
     def on_event(e: Any) -> None:
         if e.event == "step_waiting" and e.step and ("all" in wanted or e.step in wanted):
-            from flownb.engine.run import _user
+            from flownb.engine.run import current_user
 
-            d = Decision(ex.run_id, e.step, "approved", _user(), "approved at start (--approve)", "auto", utcnow())
+            why = "approved at start (--approve)"
+            d = Decision(ex.run_id, e.step, "approved", current_user(), why, "auto", utcnow())
             # the gate's future exists once request_approval yields: decide on the next turn
             ex.runtime.loop.call_soon(lambda: ex.decide(d) if e.step in ex.pending_approvals() else None)
 

@@ -27,8 +27,8 @@ from typing import Any
 from flownb.engine.context import StepContext
 from flownb.errors import FlowDefinitionError
 from flownb.model import templates
-from flownb.model.kinds import register_kind
 from flownb.steps.http import _retry_after
+from flownb.steps.registry import register_kind
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 MODEL_ENV = "FLOWNB_MODEL"

@@ -14,7 +14,7 @@ from typing import Any
 from flownb.engine.context import StepContext
 from flownb.errors import FlowDefinitionError
 from flownb.model import templates
-from flownb.model.kinds import register_kind
+from flownb.steps.registry import register_kind
 
 
 class ApprovalKind:

@@ -37,7 +37,7 @@ import httpx
 from flownb.engine.context import StepContext, redact_headers
 from flownb.errors import FlowDefinitionError
 from flownb.model import templates
-from flownb.model.kinds import register_kind
+from flownb.steps.registry import register_kind
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024

@@ -8,7 +8,7 @@ from typing import Any
 
 from flownb.engine.capture import CURRENT_LOG
 from flownb.engine.context import StepContext
-from flownb.model.kinds import register_kind
+from flownb.steps.registry import register_kind
 
 
 def arguments(ctx: StepContext) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from typing import Any
 from flownb.engine.context import StepContext, redact_headers
 from flownb.errors import FlowDefinitionError, TemplateError
 from flownb.model import templates
-from flownb.model.kinds import register_kind
+from flownb.steps.registry import register_kind
 from flownb.steps.shell_template import ShellTemplateError, ShellValueError, compile_command
 
 #: the interpreter and flags every script runs under

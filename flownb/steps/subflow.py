@@ -8,7 +8,7 @@ from typing import Any
 from flownb.engine.context import StepContext
 from flownb.errors import FlowDefinitionError
 from flownb.model import templates
-from flownb.model.kinds import register_kind
+from flownb.steps.registry import register_kind
 
 MAX_DEPTH = 5
 
@@ -23,9 +23,9 @@ class SubflowKind:
         return templates.value_references(options.get("params") or {})
 
     def validate(self, step: str, options: dict[str, Any]) -> None:
-        from flownb.model.flow import Flow
+        from flownb.model.flow import FlowDefinition
 
-        if not isinstance(options.get("flow"), Flow):
+        if not isinstance(options.get("flow"), FlowDefinition):
             raise FlowDefinitionError(f"step {step!r}: flow must be a flownb.Flow")
         params = options.get("params")
         if params is not None and not isinstance(params, dict):

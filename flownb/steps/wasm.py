@@ -46,7 +46,7 @@ import wasmtime
 from flownb.engine.context import StepContext
 from flownb.errors import FlowDefinitionError
 from flownb.model import templates
-from flownb.model.kinds import register_kind
+from flownb.steps.registry import register_kind
 
 SKILLS = Path(__file__).resolve().parent.parent / "skills"
 SUFFIXES = (".wasm", ".wat")

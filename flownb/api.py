@@ -1,0 +1,70 @@
+"""``flownb.Flow``: a flow's definition, and the facade that runs and draws it.
+
+The layers below stay one-way: the model defines and checks (FlowDefinition),
+the engine runs a plan, render draws a graph. This class ties them together
+for users, as the one object a script or a notebook holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flownb.errors import FlowDefinitionError
+from flownb.model.flow import Durability, FlowDefinition
+from flownb.steps.registry import get_kind
+
+if TYPE_CHECKING:
+    from flownb.engine.run import Run
+
+
+class Flow(FlowDefinition):
+    """A durable workflow: steps with dependencies, run in the background.
+
+    >>> flow = Flow("demo", db=":memory:")
+    >>> @flow.step
+    ... def a(): return 1
+    >>> @flow.step
+    ... def b(a): return a + 1
+    >>> flow.run().wait().outputs["b"]
+    2
+    """
+
+    def __init__(
+        self, name: str, *, db: Any = None, max_concurrency: int = 8, durability: Durability = "sync",
+        executor: Any = None, max_runs: int | None = None, in_order: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__(
+            name, db=db, max_concurrency=max_concurrency, durability=durability, executor=executor,
+            max_runs=max_runs, in_order=in_order, kinds=get_kind,
+        )  # fmt: skip
+
+    def run(self, params: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> Run:
+        """Start a run in the background and return its handle at once."""
+        from flownb.engine.runtime import start_run
+
+        return start_run(self.plan(), dict(params or {}), timeout=timeout)
+
+    def resume(self, run_id: str, *, params: Mapping[str, Any] | None = None, timeout: float | None = None) -> Run:
+        """Finish an interrupted or failed run: committed steps are restored, not re-run.
+
+        The run keeps its recorded parameters; ``params`` supplies values again that
+        were redacted when recorded (secret-looking names such as ``token``).
+        """
+        from flownb.engine.runtime import resume_run
+
+        return resume_run(self.plan(), run_id, params=dict(params or {}), timeout=timeout)
+
+    def show(self) -> Any:
+        """The static graph of the flow, as an SVG object notebooks display."""
+        from flownb.render import flow_picture
+
+        return flow_picture(self.graph())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from flownb.render import flow_svg
+
+        try:
+            return {"image/svg+xml": flow_svg(self.graph()), "text/plain": repr(self)}
+        except FlowDefinitionError as exc:
+            return {"text/plain": f"{self!r}: {exc}"}

@@ -60,13 +60,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # render/__init__.py reads a run's statuses from the store: the facade is to, render to get them passed
     ("flownb.render", "flownb.engine.resume"): f"{PENDING}: render folds a run's events itself",
     ("flownb.render", "flownb.store.base"): f"{PENDING}: render reads the store itself",
-    # executors do not import the engine: output capture and the step context are to move below it
-    ("flownb.executors", "flownb.engine.context"): f"{PENDING}: executors type the StepContext they pass on",
-    ("flownb.executors.dask", "flownb.engine.capture"): f"{PENDING}: capture is to move out of the engine",
-    ("flownb.executors.dask", "flownb.engine.context"): f"{PENDING}: executors type the StepContext they pass on",
-    ("flownb.executors.local", "flownb.engine.capture"): f"{PENDING}: capture is to move out of the engine",
-    ("flownb.executors.local", "flownb.engine.context"): f"{PENDING}: executors type the StepContext they pass on",
-    ("flownb.executors.local", "flownb.engine.loop"): f"{PENDING}: the local executor runs on the engine's loop",
     # private names across layers
     ("flownb.engine.runtime", "flownb.store.duckdb_store._alive"): f"{PENDING}: run_owner is to be a store operation",
 }

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
-from flownb.engine.capture import StepLog
+from flownb.executors.capture import StepLog
 from flownb.model import templates
 from flownb.model.spec import StepSpec
 

@@ -21,7 +21,6 @@ import socket
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from flownb.engine.capture import StepLog
 from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.context import StepContext
 from flownb.engine.gates import Gates
@@ -32,6 +31,7 @@ from flownb.engine.scheduler import Scheduler
 from flownb.engine.stepper import Outcome
 from flownb.errors import RunCancelled, RunFailed, StepFailed
 from flownb.executors import resolve_executor
+from flownb.executors.capture import StepLog
 from flownb.model.spec import StepSpec
 from flownb.store import events as ev
 from flownb.store.base import Decision, Store
@@ -62,7 +62,7 @@ class RunExecution:
         self.depth = depth
         self.restored = restored
         self.clock = clock
-        #: the engine's loop; a worker may act in its stead (see loop.py): plain steps'
+        #: the engine's loop; a worker may act in its stead (see executors/loop.py): plain steps'
         #: completions are settled by whoever holds ``loop.lock``
         self.loop = runtime.loop
         self.recorder = Recorder(store, run_id, runtime.loop, restored.next_seq if restored else 1, clock=clock)

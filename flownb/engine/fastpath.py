@@ -3,7 +3,7 @@
 A step with no condition, loop, cache, timeout, retries or fallback needs none
 of the stepper's machinery. It is handed to the executor with a callback: no
 task, no coroutine, no future per step. The callback runs on the engine's loop,
-or on the worker that ran the step when the loop sleeps (see loop.py); there
+or on the worker that ran the step when the loop sleeps (see executors/loop.py); there
 it settles a success only, and hands a failure or an awaitable to the loop.
 It records through the same journal functions as the stepper, so what is
 recorded is what the stepper records for the same step (tests/engine/test_parity.py).
@@ -98,7 +98,7 @@ def cancel(ex: RunExecution, name: str) -> None:
 def _await_then(attempt: FastAttempt, awaitable: Any) -> None:
     import asyncio
 
-    from flownb.engine.capture import CURRENT_LOG
+    from flownb.executors.capture import CURRENT_LOG
 
     ex, step = attempt.ex, attempt.ctx.step
 

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flownb.engine.capture import StepLog
+from flownb.executors.capture import StepLog
 from flownb.model.hashing import digest
 from flownb.model.spec import StepSpec
 from flownb.store import events as ev

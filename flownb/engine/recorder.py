@@ -22,7 +22,7 @@ from flownb.store.base import Event, Store, StoredValue
 from flownb.store.codecs import Encoded
 
 if TYPE_CHECKING:
-    from flownb.engine.loop import EngineLoop
+    from flownb.executors.loop import EngineLoop
 
 Listener = Callable[[Event], None]
 LAZY_FLUSH = 0.05

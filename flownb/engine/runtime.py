@@ -3,7 +3,7 @@
 The engine runs on a thread of its own, in a kernel and outside one: a long
 synchronous cell never stalls a run, ``run.wait()`` works everywhere, and no
 nested event loop is ever needed. While the loop sleeps, a worker that finished
-a plain step may act for it (see loop.py).
+a plain step may act for it (see executors/loop.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flownb.engine import capture
 from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.execution import RunExecution
-from flownb.engine.loop import EngineLoop
 from flownb.engine.run import Run
 from flownb.errors import FlownbError
+from flownb.executors import capture
+from flownb.executors.loop import EngineLoop
 from flownb.store.base import open_store
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ Guarantees kept here:
   skipped, each with the reason.
 
 Plain synchronous steps take the short way (fastpath.py); a worker that
-finished one may settle it here while the loop sleeps (loop.py): code that
+finished one may settle it here while the loop sleeps (executors/loop.py): code that
 runs on either side schedules with ``loop.soon()``.
 """
 

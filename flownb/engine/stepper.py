@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from flownb.engine.capture import StepLog
 from flownb.engine.context import StepContext
 from flownb.errors import ApprovalRejected, FlownbError, StepFailed, StepTimeout, TemplateError
+from flownb.executors.capture import StepLog
 from flownb.model import templates
 from flownb.model.hashing import digest
 from flownb.model.spec import StepSpec

@@ -49,14 +49,14 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flownb.engine import capture
-from flownb.engine.capture import CURRENT_LOG, StepLog
 from flownb.errors import FlowDefinitionError, FlownbError
+from flownb.executors import capture
+from flownb.executors.capture import CURRENT_LOG, StepLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flownb.engine.context import StepContext
+    from flownb.executors import Attempt
 
 _INSTALL_HINT = "pip install flownb[dask]"
 #: ``tcp://host:8786``, ``tls://...``, or a bare ``host:port``
@@ -237,7 +237,7 @@ class DaskExecutor:
 
     # -- one attempt ---------------------------------------------------------------
 
-    async def call(self, fn: Any, kwargs: dict[str, Any], ctx: StepContext) -> Any:
+    async def call(self, fn: Any, kwargs: dict[str, Any], ctx: Attempt) -> Any:
         """Run ``fn(**kwargs)`` as one task on the cluster and return its value.
 
         The step's worker-side prints are written to ``ctx.log``. A cancel (run
@@ -290,7 +290,7 @@ def _cancel(client: Any, future: Any) -> None:
         )
 
 
-def _write(ctx: StepContext, output: _Output) -> None:
+def _write(ctx: Attempt, output: _Output) -> None:
     ctx.log.write("stdout", output.stdout)
     ctx.log.write("stderr", output.stderr)
 

@@ -2,7 +2,7 @@
 
 Workers take jobs from one queue. A plain step's completion is settled by the
 worker itself when the engine's loop sleeps (it borrows the loop's role, see
-engine/loop.py); the first step that settling starts is kept by the same
+executors/loop.py); the first step that settling starts is kept by the same
 worker and run next, without a hand-off (a chain runs on one thread, with no
 wake-up between its steps). Otherwise results go back to the loop in batches:
 one wake-up of the loop serves every completion that arrives until it has
@@ -25,11 +25,11 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from flownb.engine.capture import CURRENT_LOG
-from flownb.engine.loop import EngineLoop
+from flownb.executors.capture import CURRENT_LOG
+from flownb.executors.loop import EngineLoop
 
 if TYPE_CHECKING:
-    from flownb.engine.context import StepContext
+    from flownb.executors import Attempt
 
 _Job = tuple["_Mailbox", Any, contextvars.Context, Any, dict[str, Any]]
 
@@ -59,7 +59,7 @@ class LocalExecutor:
         #: the mailbox used last (there is one engine loop): found without a lookup
         self._last: _Mailbox | None = None
 
-    async def call(self, fn: Any, kwargs: dict[str, Any], ctx: StepContext) -> Any:
+    async def call(self, fn: Any, kwargs: dict[str, Any], ctx: Attempt) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._put(loop, future, ctx.log, fn, kwargs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from flownb.engine import capture
+from flownb.executors import capture
 from flownb.notebook.session import Session
 
 

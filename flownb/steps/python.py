@@ -6,8 +6,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from flownb.engine.capture import CURRENT_LOG
 from flownb.engine.context import StepContext
+from flownb.executors.capture import CURRENT_LOG
 from flownb.steps.registry import register_kind
 
 

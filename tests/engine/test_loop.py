@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 import flownb
-from flownb.engine.loop import EngineLoop
 from flownb.executors.local import LocalExecutor
+from flownb.executors.loop import EngineLoop
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_a_chain_of_plain_steps_commits_each_step_before_the_next_starts(tmp_pat
 def test_a_chain_of_plain_steps_runs_without_waking_the_loop_for_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers settle the steps and start the next: the loop turns a few times for its
     timers, not once or more a step."""
-    from flownb.engine import loop as loop_module
+    from flownb.executors import loop as loop_module
 
     turns = [0]
     select = loop_module._LendingSelector.select

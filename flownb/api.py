@@ -34,6 +34,11 @@ class Flow(FlowDefinition):
         self, name: str, *, db: Any = None, max_concurrency: int = 8, durability: Durability = "sync",
         executor: Any = None, max_runs: int | None = None, in_order: bool = False,
     ) -> None:  # fmt: skip
+        if isinstance(db, str) and db == ":memory:":
+            # the flow's own store, for all its runs: no other flow's records in its history
+            from flownb.store.base import open_store
+
+            db = open_store(db)
         super().__init__(
             name, db=db, max_concurrency=max_concurrency, durability=durability, executor=executor,
             max_runs=max_runs, in_order=in_order, kinds=get_kind,

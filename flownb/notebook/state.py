@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flownb.render.picture import StepDetail
 from flownb.store.base import Event
+from flownb.store.events import RUN_FINISHED, ApprovalFold, EventName, RunFold, StepStatus
 
 MAX_PANEL_CHARS = 200_000  # a chatty step must not flood the browser
 
@@ -63,7 +64,8 @@ class RunState:
         self.params: dict[str, Any] = {}
         self.steps: dict[str, StepView] = {s: StepView() for s in steps}
         self.cards: dict[str, Card] = {}
-        self.last_seq = 0
+        #: the run as its events say it is; the views above are what the widgets show of it
+        self.run = RunFold.of((), steps)
         self.version = 0  # bumped by every change; the view redraws when it moved
         self._pending: list[Event] = []
 
@@ -85,18 +87,17 @@ class RunState:
         with self.lock:
             pending, self._pending = self._pending, []
             for e in pending:
-                if e.seq > self.last_seq:
-                    self.last_seq = e.seq
-                    self._apply(e)
+                self._apply(e)
 
     def apply(self, e: Event) -> None:
         self.fold()
         with self.lock:
-            if e.seq <= self.last_seq:
-                return  # replay and live subscription may overlap: each event once
-            self.last_seq = e.seq
-            self._apply(e)
+            self._apply(e)  # replay and live subscription may overlap: the fold takes each event once
             self.version += 1
+
+    @property
+    def last_seq(self) -> int:
+        return self.run.last_seq
 
     def _step(self, name: str | None) -> tuple[StepView | None, str | None]:
         """The view of a step; a foreach item ``x[3]`` reports to ``x``."""
@@ -109,62 +110,53 @@ class RunState:
         return view, (name[len(base) :] or None)
 
     def _apply(self, e: Event) -> None:
-        p = e.payload
-        if e.event == "run_started":
-            self.params = dict(p.get("params") or {})
-            self.status = p.get("status", self.status)
-        elif e.event in ("run_status", "run_ended"):
-            self.status = p.get("status", self.status)
-            if e.event == "run_ended":
-                self.error = p.get("error")
-                self.duration_ms = p.get("duration_ms")
-        elif e.event in ("approval_requested", "step_waiting") and e.step:
-            card = self.cards.setdefault(e.step, Card(e.step))
-            card.message = p.get("message") or card.message
-            card.requested_at = card.requested_at or e.ts
-            if e.event == "step_waiting":
-                self._step_event(e)
-        elif e.event == "approval_decided" and e.step:
-            card = self.cards.setdefault(e.step, Card(e.step))
-            if card.decision is None:
-                card.decision = p.get("decision")
-                card.decided_by = p.get("decided_by")
-                card.comment = p.get("comment")
-                card.via = p.get("via")
-                card.decided_at = e.ts
-        elif e.event.startswith("step_"):
-            self._step_event(e)
+        """Fold one event with the one reader of events (store/events.py), then show what changed."""
+        run = self.run
+        if not run.apply(e):
+            return
+        self.status = run.status
+        self.error = run.error
+        self.duration_ms = run.duration_ms
+        if e.event == EventName.RUN_STARTED:
+            self.params = dict(run.params or {}) if isinstance(run.params, dict) else {}
+        if e.step is None:
+            return
+        gate = run.approvals.get(e.step)
+        if gate is not None and e.event in _GATE_EVENTS:
+            self._card(gate)
+        if e.event.startswith("step_"):
+            self._show_step(e)
 
-    def _step_event(self, e: Event) -> None:
+    def _card(self, gate: ApprovalFold) -> None:
+        card = self.cards.setdefault(gate.step, Card(gate.step))
+        card.message = gate.message or card.message
+        card.requested_at = _when(gate.requested_at)
+        card.decision, card.decided_by, card.comment, card.via = gate.decision, gate.decided_by, gate.comment, gate.via
+        card.decided_at = _when(gate.decided_at)
+
+    def _show_step(self, e: Event) -> None:
+        assert e.step is not None
         view, item = self._step(e.step)
         if view is None:
             return
         p = e.payload
         attempt = int(p.get("attempt") or 0)
-        if item is not None:  # a foreach item: count it, keep its output in the step's panel
-            if e.event == "step_finished":
-                view.items_done += 1
+        base = self.run.steps[e.step.split("[", 1)[0]]
+        view.items_done, view.items = base.items_done, base.items
+        if item is not None:  # a foreach item: its output and failure show in the step's panel
+            if e.event == EventName.STEP_FINISHED:
                 self._late_log(view, f"{e.step}#{attempt}", p, prefix=f"{e.step}: ")
-                if p.get("status") == "failed":
+                if p.get("status") == StepStatus.FAILED:
                     view.error = p.get("error")
             return
-        if e.event == "step_started":
-            view.status = "running"
-            view.attempts = max(view.attempts, attempt)
-            view.started = e.ts
-            view.items = p.get("items", view.items)
-        elif e.event == "step_retrying":
-            view.status = "retrying"
-            view.error = p.get("error")
-        elif e.event == "step_waiting":
-            view.status = "waiting"
-            view.attempts = max(view.attempts, attempt)
-        elif e.event == "step_finished":
-            view.status = p.get("status", view.status)
-            view.attempts = max(view.attempts, attempt)
-            view.duration_ms = p.get("duration_ms", view.duration_ms)
-            view.reason = p.get("reason")
-            view.error = p.get("error") if view.status == "failed" else view.error
+        view.status, view.attempts, view.duration_ms = base.status, base.attempts, base.duration_ms
+        view.started = _when(base.started_at) if e.event == EventName.STEP_STARTED else view.started
+        if e.event == EventName.STEP_RETRYING:
+            view.error = base.error
+        elif e.event == EventName.STEP_FINISHED:
+            view.reason = base.reason
+            if base.status == StepStatus.FAILED:
+                view.error = base.error
             self._late_log(view, f"{e.step}#{attempt}", p)
 
     def _late_log(self, view: StepView, key: str, p: dict[str, Any], prefix: str = "") -> None:
@@ -227,7 +219,7 @@ class RunState:
     @property
     def finished(self) -> bool:
         self.fold()
-        return self.status in ("succeeded", "failed", "cancelled", "interrupted")
+        return self.status in RUN_FINISHED
 
     def counts(self) -> dict[str, int]:
         with self.lock:
@@ -235,3 +227,10 @@ class RunState:
             for v in self.steps.values():
                 out[v.status] = out.get(v.status, 0) + 1
             return out
+
+
+_GATE_EVENTS = frozenset({EventName.APPROVAL_REQUESTED, EventName.APPROVAL_DECIDED, EventName.STEP_WAITING})
+
+
+def _when(at: float | None) -> datetime | None:
+    return datetime.fromtimestamp(at, UTC) if at is not None else None

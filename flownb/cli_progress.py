@@ -161,7 +161,9 @@ def _tell_gates(run: Run, told: set[str], auto: set[str], console: Console) -> N
 
 
 def _table(run: Run, *, final: bool = False) -> Table:
-    ex = run.execution
+    status = run.step_status
+    levels = run.levels
+    attempts = run.attempts
     title = f"{run.flow} · run {run.id} · {run.status}"
     table = Table(title=title, title_justify="left")
     for col in ("step", "level", "status", "attempts", "seconds", "error"):
@@ -175,16 +177,17 @@ def _table(run: Run, *, final: bool = False) -> Table:
             seconds[name] = seconds.get(name, 0.0) + (0.0 if pd.isna(ms) else float(ms) / 1000)
             if isinstance(row["error"], str) and row["status"] != "succeeded":
                 errors[name] = row["error"]
-    order = sorted(ex.step_status, key=lambda s: (ex.graph.levels.get(s, 0), list(ex.step_status).index(s)))
+    place = {name: i for i, name in enumerate(status)}
+    order = sorted(status, key=lambda s: (levels.get(s, 0), place[s]))
     done = 0
     for step in order:
-        status = ex.step_status[step]
-        done += status in DONE
+        st = status[step]
+        done += st in DONE
         table.add_row(
-            step, str(ex.graph.levels.get(step, "")), Text(status, style=COLORS.get(status, "")),
-            str(ex.attempts.get(step, 0)), f"{seconds[step]:.2f}" if step in seconds else "",
-            errors.get(step, "")[:80] if status != "succeeded" else "",
+            step, str(levels.get(step, "")), Text(st, style=COLORS.get(st, "")),
+            str(attempts.get(step, 0)), f"{seconds[step]:.2f}" if step in seconds else "",
+            errors.get(step, "")[:80] if st != "succeeded" else "",
         )  # fmt: skip
     if not final:
-        table.caption = f"{done}/{len(ex.step_status)} steps done"
+        table.caption = f"{done}/{len(status)} steps done"
     return table

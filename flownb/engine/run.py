@@ -60,6 +60,16 @@ class Run:
         return dict(self._ex.step_status)
 
     @property
+    def levels(self) -> dict[str, int]:
+        """Step name -> its topological level (0 for steps without dependencies)."""
+        return dict(self._ex.graph.levels)
+
+    @property
+    def attempts(self) -> dict[str, int]:
+        """Step name -> how many attempts it has made in this run."""
+        return {n: a for n, a in self._ex.attempts.items() if "[" not in n}
+
+    @property
     def steps(self) -> pd.DataFrame:
         """One row per attempt, as in the store's ``steps`` view."""
         self._ex.store.flush()

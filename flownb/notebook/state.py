@@ -27,6 +27,9 @@ class StepView:
     duration_ms: float | None = None
     started: datetime | None = None
     error: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    """The failed attempt's traceback as recorded (text); the view shows it as Jupyter shows errors."""
     reason: str | None = None
     outputs: list[dict[str, Any]] = field(default_factory=list)
     """What the step printed and displayed, in order, as Jupyter outputs (stream, display_data)."""
@@ -67,6 +70,8 @@ class RunState:
         #: the run as its events say it is; the views above are what the widgets show of it
         self.run = RunFold.of((), steps)
         self.version = 0  # bumped by every change; the view redraws when it moved
+        #: a ``run_ended`` event arrived (queued or folded): the view draws its final frame at once
+        self.ending = False
         self._pending: list[Event] = []
 
     # -- folding --------------------------------------------------------------
@@ -79,6 +84,8 @@ class RunState:
         """
         self._pending.append(e)
         self.version += 1
+        if e.event == "run_ended":
+            self.ending = True
 
     def fold(self) -> None:
         """Apply the queued live events, in order."""
@@ -94,6 +101,8 @@ class RunState:
         with self.lock:
             self._apply(e)  # replay and live subscription may overlap: the fold takes each event once
             self.version += 1
+        if e.event == "run_ended":
+            self.ending = True
 
     @property
     def last_seq(self) -> int:
@@ -156,7 +165,7 @@ class RunState:
         elif e.event == EventName.STEP_FINISHED:
             view.reason = base.reason
             if base.status == StepStatus.FAILED:
-                view.error = base.error
+                view.error, view.error_type, view.traceback = base.error, base.error_type, base.traceback
             self._late_log(view, f"{e.step}#{attempt}", p)
 
     def _late_log(self, view: StepView, key: str, p: dict[str, Any], prefix: str = "") -> None:
@@ -214,7 +223,9 @@ class RunState:
 
     def details_locked(self) -> dict[str, StepDetail]:
         """The picture's view of the steps; the caller holds ``lock``."""
-        return {n: StepDetail(v.status, v.duration_ms, v.attempts) for n, v in self.steps.items()}
+        return {
+            n: StepDetail(v.status, v.duration_ms, v.attempts, v.items_done, v.items) for n, v in self.steps.items()
+        }
 
     @property
     def finished(self) -> bool:

@@ -118,6 +118,24 @@ def test_the_test_extra_brings_what_the_tests_import() -> None:
     assert not missing, "add to the test extra in pyproject.toml: " + "; ".join(missing)
 
 
+def test_the_package_declares_what_it_imports() -> None:
+    """Each third-party module ``flownb/`` imports is a requirement of its own, or of an extra
+    (imported lazily then), never there only because a dependency happens to bring it."""
+    declared = [*PROJECT["dependencies"]]
+    declared += [r for extra, reqs in PROJECT["optional-dependencies"].items() if extra != "test" for r in reqs]
+    direct: set[str] = set()
+    for line in declared:
+        req = Requirement(line)
+        direct.add(_normalize(req.name))
+        # dask[distributed] declares distributed: what a requirement's extras add is declared too
+        for sub in importlib.metadata.requires(req.name) if req.extras else []:
+            marker = Requirement(sub).marker
+            if marker is not None and any(marker.evaluate({"extra": e}) for e in req.extras):
+                direct.add(_normalize(Requirement(sub).name))
+    missing = unprovided(third_party_imports(sorted((ROOT / "flownb").rglob("*.py"))), direct)
+    assert not missing, "declare in pyproject.toml's dependencies (or an extra): " + "; ".join(missing)
+
+
 def test_matplotlib_is_an_extra_not_a_requirement() -> None:
     # `import flownb` needs no plotting library; tests/test_public_api.py checks no module imports it eagerly
     assert "matplotlib" not in closure([])

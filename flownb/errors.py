@@ -15,8 +15,10 @@ do next::
     ├── RunFailed                  a run ended without success (raised by raise_for_status)
     │   └── RunCancelled           the run was cancelled
     ├── RunNotFound                no run with that id in the store
+    ├── RunActive                  another live process owns the run (it holds the run's lease)
     ├── NotebookFileError          a notebook file cannot be read or is not a notebook
-    └── StoreLocked                another process holds the store file
+    └── StoreError                 the store file failed: disk full, damaged, read-only, missing...
+        └── StoreLocked            another process holds the store file (its turn did not end in time)
 
 Cancellation inside the engine travels as :class:`asyncio.CancelledError`, a
 ``BaseException``, so that ``except Exception`` in user code cannot swallow it.
@@ -111,17 +113,61 @@ class NotebookFileError(FlownbError):
     code = "notebook_file"
 
 
-class StoreLocked(FlownbError):
-    """Another process holds the DuckDB store file for writing."""
+class RunActive(FlownbError):
+    """A run is owned by another live process: it holds the run's lease and renews it.
+
+    Raised by a resume (from any process) while the owner lives, however long its
+    current step takes, and to an owner that lost its lease, when its late records
+    are refused.
+    """
+
+    code = "run_active"
+
+    def __init__(self, run_id: str, pid: int | None, host: str | None, *, detail: str = "") -> None:
+        self.run_id = run_id
+        self.pid = pid
+        self.host = host
+        where = f"process {pid} on host {host}" if pid is not None else "another process"
+        super().__init__(
+            f"run {run_id} is owned by {where}, which is alive{detail}; wait for it to end (it then shows as "
+            "succeeded, failed or cancelled), or stop that process and resume the run"
+        )
+
+
+class StoreError(FlownbError):
+    """The store file failed: one line naming the file, the cause and what to do.
+
+    ``cause`` is one of a few stable words: ``disk full``, ``damaged``, ``read-only``,
+    ``missing``, ``locked``, ``query``, ``closed`` or ``failed``.
+    """
+
+    code = "store"
+
+    def __init__(self, path: str, cause: str, message: str) -> None:
+        self.path = path
+        self.cause = cause
+        # one line: DuckDB's own messages span several (a caret under the query, hints)
+        super().__init__(" ".join(message.split()))
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store file and its turn did not end within the wait."""
 
     code = "store_locked"
 
-    def __init__(self, path: str, pid: int | None, waited: float) -> None:
-        self.path = path
+    def __init__(
+        self, path: str, pid: int | None, waited: float, *, host: str | None = None, doing: str | None = None
+    ) -> None:
         self.pid = pid
+        self.host = host
+        self.doing = doing
         holder = f"process {pid}" if pid is not None else "another process"
+        if host:
+            holder += f" on host {host}"
+        if doing:
+            holder += f", which is {doing}"
         super().__init__(
-            f"the store {path} is locked by {holder} (waited {waited:.1f}s); "
-            "let that run finish, stop that process, or use another store with "
-            "Flow(db=...) or FLOWNB_DB"
-        )
+            path, "locked",
+            f"the store {path} is locked by {holder} (waited {waited:.1f}s); let it finish, stop that "
+            "process, or use another store with Flow(db=...) or FLOWNB_DB",
+        )  # fmt: skip

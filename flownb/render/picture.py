@@ -5,6 +5,9 @@ A graph's layout depends only on its steps and edges, never on their status:
 placeholder second line as wide as any real one), cuts the SVG into a
 template, and each frame fills in colors and text. Updating a 1,000-step
 picture then costs a string join instead of a Graphviz layout.
+:func:`layout_async` gives the cached layout or starts it on a thread of its
+own, so that a live view never waits for a layout (or the one-off compile of
+the in-process Graphviz) to show a frame.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import html
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,15 +40,26 @@ class StepDetail:
     status: str = "pending"
     duration_ms: float | None = None
     attempts: int = 0
+    items_done: int = 0
+    items: int | None = None  # a foreach step's item count, once known
 
 
-def detail_text(level: int | None, d: StepDetail) -> str:
-    parts = [f"L{level}" if level is not None else "", d.status]
+def detail_text(d: StepDetail) -> str:
+    """A node's second line, in words: ``succeeded · 1.2s``, ``retrying · attempt 2``, ``running · 3/10 items``."""
+    parts = [d.status]
+    if d.items is not None:
+        parts.append(f"{d.items_done}/{d.items} items")
     if d.duration_ms is not None:
         parts.append(format_duration(d.duration_ms))
-    if d.attempts:
-        parts.append(f"×{d.attempts}")
-    return " · ".join(p for p in parts if p)
+    if d.attempts > 1:
+        parts.append(f"attempt {d.attempts}")
+    return " · ".join(parts)
+
+
+def _widest(foreach: bool) -> str:
+    """A second line as wide as any real one, so that the layout fits every frame."""
+    items = " · 9999/9999 items" if foreach else ""
+    return f"succeeded{items} · 99m59s · attempt 99"
 
 
 def format_duration(ms: float) -> str:
@@ -64,7 +78,7 @@ class Layout:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        widest = {n: f"L{graph.levels.get(n, 99)} · cancelled · 99m59s · ×99" for n in graph.specs}
+        widest = {n: _widest(getattr(s, "foreach", None) is not None) for n, s in graph.specs.items()}
         fill = dict.fromkeys(graph.specs, _PLACEHOLDER_FILL)
         svg = _HEADER.sub("", render_svg(dot_source(graph, details=widest, fill=fill)), count=1)
         # invariant: len(parts) == len(holes) + 1, the holes sitting between the parts
@@ -97,7 +111,6 @@ class Layout:
     def fill(self, details: Mapping[str, StepDetail] | None = None) -> str:
         """The picture with each step's color and second line filled in."""
         details = details or {}
-        levels = self.graph.levels
         pending = StepDetail()
         out = [self._parts[0]]
         for (name, what), part in zip(self._holes, self._parts[1:], strict=True):
@@ -105,7 +118,7 @@ class Layout:
             if what == "fill":
                 out.append(f'fill="{STATUS_COLORS.get(d.status, STATUS_COLORS["pending"])}"')
             else:
-                out.append(html.escape(detail_text(levels.get(name), d)))
+                out.append(html.escape(detail_text(d)))
             out.append(part)
         return "".join(out)
 
@@ -113,6 +126,8 @@ class Layout:
 _LAYOUTS: OrderedDict[tuple[str, ...], Layout] = OrderedDict()
 _LAYOUTS_LOCK = threading.Lock()
 _KEEP = 16
+#: shapes being laid out on a thread of their own -> who to tell when done
+_PENDING: dict[tuple[str, ...], list[Callable[[], None]]] = {}
 
 
 def _shape_key(graph: Graph) -> tuple[str, ...]:
@@ -135,6 +150,48 @@ def layout_for(graph: Graph) -> Layout:
         while len(_LAYOUTS) > _KEEP:
             _LAYOUTS.popitem(last=False)
     return layout
+
+
+def cached_layout(graph: Graph) -> Layout | None:
+    """The layout of ``graph``'s shape if it was made already; never lays out."""
+    with _LAYOUTS_LOCK:
+        return _LAYOUTS.get(_shape_key(graph))
+
+
+def layout_async(graph: Graph, on_ready: Callable[[], None]) -> Layout | None:
+    """The cached layout of ``graph``, or None while a thread makes it.
+
+    Never blocks on Graphviz: when the layout is missing, one thread per shape
+    lays it out and then calls every ``on_ready`` given meanwhile (on that
+    thread); the next call returns it. A layout that fails calls them too, and
+    later calls try again.
+    """
+    key = _shape_key(graph)
+    with _LAYOUTS_LOCK:
+        found = _LAYOUTS.get(key)
+        if found is not None:
+            return found
+        waiting = _PENDING.get(key)
+        if waiting is not None:
+            waiting.append(on_ready)
+            return None
+        _PENDING[key] = [on_ready]
+    threading.Thread(target=_lay_out, args=(graph, key), name="flownb-layout", daemon=True).start()
+    return None
+
+
+def _lay_out(graph: Graph, key: tuple[str, ...]) -> None:
+    import logging
+
+    try:
+        layout_for(graph)
+    except Exception:
+        logging.getLogger("flownb").exception("could not lay out the graph of flow %r", graph.flow)
+    finally:
+        with _LAYOUTS_LOCK:
+            callbacks = _PENDING.pop(key, [])
+        for callback in callbacks:
+            callback()
 
 
 def flow_svg(

@@ -29,10 +29,8 @@ class CardWidget:
         self.status = widgets.HTML()
         self.approve.on_click(lambda _b: self._click("approved"))
         self.reject.on_click(lambda _b: self._click("rejected"))
-        self.box = widgets.VBox(
-            [self.title, self.comment, widgets.HBox([self.approve, self.reject]), self.status],
-            layout=widgets.Layout(border="1px solid #fdba74", padding="6px", margin="4px 0"),
-        )
+        self.box = widgets.VBox([self.title, self.comment, widgets.HBox([self.approve, self.reject]), self.status])
+        self.box.add_class("flownb-card")  # themed by the view's stylesheet (assets.py)
         self._shown: tuple[Any, ...] = ()
         self.update(card)
 
@@ -52,16 +50,16 @@ class CardWidget:
         if card.decision is not None:
             when = card.decided_at.strftime("%Y-%m-%d %H:%M:%S %Z") if card.decided_at else ""
             comment = f": “{html.escape(card.comment)}”" if card.comment else ""
-            color = "#15803d" if card.decision == "approved" else "#b91c1c"
+            status = "succeeded" if card.decision == "approved" else "failed"
             self.status.value = (
-                f"<span style='color:{color}'><b>{html.escape(card.decision)}</b></span> by "
+                f"<span class='flownb-pill flownb-st-{status}'>{html.escape(card.decision)}</span> by "
                 f"{html.escape(card.decided_by or '?')} at {html.escape(when)} via {html.escape(card.via or '?')}"
                 f"{comment}"
             )
             for w in (self.approve, self.reject, self.comment):
                 w.disabled = True
-            self.box.layout.border = "1px solid #d1d5db"
+            self.box.add_class("flownb-decided")
         elif card.error:
-            self.status.value = f"<span style='color:#b91c1c'>{html.escape(card.error)}</span>"
+            self.status.value = f"<span class='flownb-error'>{html.escape(card.error)}</span>"
         else:
-            self.status.value = "<i>waiting for a decision</i>"
+            self.status.value = "<i class='flownb-muted'>waiting for a decision</i>"

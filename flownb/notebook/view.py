@@ -1,30 +1,63 @@
-"""The live view of a run: picture, progress, step panels, approval cards, summary.
+"""The live view of a run: header, progress, graph, approval cards, step panels, summary.
 
 Only the painter thread changes these widgets, from a snapshot of the run's
-:class:`RunState`; the engine folds events and pokes, clicks post decisions.
+:class:`RunState` (the first frame is drawn by the constructor, before anyone
+else holds the view); the engine folds events and pokes, clicks post decisions
+or ask for a panel. Guarantees:
+
+* The view shows a frame as soon as it exists, and any change within the
+  painter's ``MAX_INTERVAL`` (see painter.py); it never waits for a layout.
+* The frame drawn after ``run_ended`` arrived is the final state, drawn at once
+  (an urgent poke), and ``wait_final`` returns when it is on its way to the browser.
+* A failed step's panel opens by itself, with its traceback as Jupyter shows a
+  cell's error; a click on a node opens that step's panel.
 """
 
 from __future__ import annotations
 
 import html
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ipywidgets as widgets
 
+from flownb.notebook.assets import VIEW_CSS
 from flownb.notebook.cards import CardWidget, Decide
+from flownb.notebook.graph_widget import GraphWidget, NodeState
 from flownb.notebook.painter import PAINTER, Painter
-from flownb.render.picture import StepDetail, format_duration, layout_for
+from flownb.notebook.tracebacks import error_output
+from flownb.render import (
+    StepDetail,
+    SummaryRow,
+    cached_layout,
+    detail_text,
+    format_duration,
+    layout_async,
+    run_heading,
+    static_report,
+    summary_table,
+)
 
 if TYPE_CHECKING:
     from flownb.model.flow import Graph
-    from flownb.notebook.state import RunState
+    from flownb.notebook.state import RunState, StepView
 
 _FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 _DONE = ("succeeded", "cached", "skipped", "failed", "cancelled")
-_STATUS_COLOR = {"succeeded": "#15803d", "failed": "#b91c1c", "cancelled": "#6b7280", "waiting": "#c2410c",
-                 "running": "#1d4ed8", "interrupted": "#b45309"}  # fmt: skip
+_BAR = {"failed": "danger", "succeeded": "success", "waiting": "warning", "interrupted": "warning"}
+
+
+class Frame(NamedTuple):
+    """One redraw, for the frame timeline tests and the benchmark read."""
+
+    at: float  # time.monotonic() when it was drawn
+    poked: float  # the earliest poke it answers (== at for the first frame)
+    status: str
+    done: int
+    final: bool
 
 
 class LiveView:
@@ -37,99 +70,152 @@ class LiveView:
         self.state = state
         self.graph = graph
         self.painter = painter or PAINTER
-        # the first frame waits one interval too: events of a run's first moments
-        # (its start, a wave of quick steps) then cost one paint, not several
-        self.next_paint = time.monotonic() + self.painter.min_interval
+        self.next_paint = 0.0
+        self.frames: deque[Frame] = deque(maxlen=5000)
+        #: set once the final frame (the run's end) has been drawn
+        self.final_drawn = threading.Event()
         self._decide = decide
         self._on_finished = on_finished
+        self._poked: float | None = None
+        self.style = widgets.HTML(f"<style>{VIEW_CSS}</style>")
         self.header = widgets.HTML()
         self.progress = widgets.IntProgress(min=0, max=max(1, len(graph.deps)), bar_style="info",
                                             layout=widgets.Layout(width="100%"))  # fmt: skip
-        self.picture = widgets.HTML(layout=widgets.Layout(overflow="auto", max_height="600px"))
+        self.picture = GraphWidget(on_select=self.select)
         self.cards_box = widgets.VBox()
         self.panels = widgets.Accordion()
         self.summary = widgets.HTML()
         self.widget = widgets.VBox(
-            [self.header, self.progress, self.picture, self.cards_box, self.panels, self.summary]
+            [self.style, self.header, self.progress, self.picture, self.cards_box, self.panels, self.summary]
         )
+        self.widget.add_class("flownb-live")
         self._cards: dict[str, CardWidget] = {}
         self._panels: dict[str, widgets.Output] = {}
         self._panel_seen: dict[str, tuple[Any, ...]] = {}
-        self._painted_version = -1
+        self._titles: tuple[str, ...] = ()
+        self._select: str | None = None
+        self._layout_asked = False
+        self._opened_failure = False
         self._final = False
+        self._static: str | None = None
+        self._rows: list[SummaryRow] = []
+        self._heading = ""
+        self.paint()  # the first frame: the output shows the run's state from its first moment
 
-    # -- what the engine and the steps call ---------------------------------------------
+    # -- what the engine, the steps and the browser call ----------------------------------------
 
     def poke(self) -> None:
-        self.painter.poke(self)
+        """Something changed (any thread): redraw at the next slot, at once when the run ended."""
+        if self._poked is None:
+            self._poked = time.monotonic()
+        self.painter.poke(self, urgent=self.state.ending and not self._final)
 
-    # -- drawing (the painter thread) --------------------------------------------------------
+    def select(self, step: str) -> None:
+        """A click on a node (the kernel's thread): open that step's panel at the next frame."""
+        if step in self.graph.specs or step in self.state.steps:
+            self._select = step
+            self.poke()
+
+    def wait_final(self, timeout: float | None = None) -> bool:
+        """Block until the final frame was drawn; False on timeout."""
+        return self.final_drawn.wait(timeout)
+
+    # -- drawing (the painter thread) --------------------------------------------------------------
 
     def paint(self) -> None:
         s = self.state
-        if s.version == self._painted_version and self._final:
-            return
+        poked, self._poked = self._poked, None
         s.fold()
-        # one snapshot for the whole frame: picture, header and summary agree
+        # one snapshot for the whole frame: header, graph, panels and summary agree
         with s.lock:
-            self._painted_version = s.version
-            steps = {n: (v.status, v.attempts, v.duration_ms, v.error, v.reason, v.items_done, v.items)
-                     for n, v in s.steps.items()}  # fmt: skip
+            steps = {n: _Snap.of(v) for n, v in s.steps.items()}
             status, error, duration = s.status, s.error, s.duration_ms
-            cards = [(c.step, c) for c in s.cards.values()]
-            logs = {n: (len(v.outputs), v.log_chars) for n, v in s.steps.items() if v.outputs}
-            details = s.details_locked()
+            started = s.run.started_at
+            cards = list(s.cards.values())
+            logs = {n: v for n, v in steps.items() if v.outputs or v.status == "failed"}
         finished = status in _FINISHED
         if finished:  # steps that never started did not run: say so, not "pending"
             ended = "cancelled" if status in ("failed", "cancelled") else "pending"
-            steps = {n: (ended, v[1], v[2], v[3], v[4], v[5], v[6]) if v[0] in ("pending", "running") else v
-                     for n, v in steps.items()}  # fmt: skip
-            details = {n: StepDetail(steps[n][0], d.duration_ms, d.attempts) if n in steps else d
-                       for n, d in details.items()}  # fmt: skip
-        self._paint_picture(details)
-        done = sum(1 for n in self.graph.deps if steps.get(n, ("pending",))[0] in _DONE)
+            for snap in steps.values():
+                if snap.status in ("pending", "running", "retrying", "waiting"):
+                    snap.status = ended
+        done = sum(1 for n in self.graph.deps if n in steps and steps[n].status in _DONE)
         counts: dict[str, int] = {}
-        for st, *_ in steps.values():
-            counts[st] = counts.get(st, 0) + 1
-        self.progress.value = done
-        self.progress.bar_style = {"failed": "danger", "succeeded": "success", "waiting": "warning"}.get(status, "info")
-        color = _STATUS_COLOR.get(status, "#374151")
-        took = f" in {format_duration(duration)}" if duration is not None else ""
-        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        self.header.value = (
-            f"<b>{html.escape(s.flow)}</b> run <code>{s.run_id}</code>: "
-            f"<span style='color:{color}'><b>{html.escape(status)}</b></span>{took} · "
-            f"{done}/{len(self.graph.deps)} steps done ({html.escape(parts)})"
-            + (f"<br><span style='color:#b91c1c'>{html.escape(error)}</span>" if error else "")
-        )
+        for snap in steps.values():
+            counts[snap.status] = counts.get(snap.status, 0) + 1
+        heading = run_heading(s.flow, s.run_id, status, done=done, total=len(self.graph.deps), counts=counts,
+                              duration_ms=duration, error=error, live=True)  # fmt: skip
+        if heading != self.header.value:
+            self.header.value = heading
+        if self.progress.value != done:
+            self.progress.value = done
+        bar = _BAR.get(status, "info")
+        if self.progress.bar_style != bar:
+            self.progress.bar_style = bar
+        elapsed = duration if duration is not None else ((time.time() - started) * 1000 if started else 0.0)
+        self._paint_graph(steps, elapsed, finished)
         self._paint_cards(cards)
         self._paint_panels(logs, steps)
+        now = time.monotonic()
         if finished and not self._final:
             self._final = True
-            self.summary.value = _summary(steps, self.graph)
+            self._heading = run_heading(s.flow, s.run_id, status, done=done, total=len(self.graph.deps),
+                                        counts=counts, duration_ms=duration, error=error, live=False)  # fmt: skip
+            self._rows = self._summary_rows(steps)
+            self.summary.value = summary_table(self._rows, live=True)
+            self.frames.append(Frame(now, poked or now, status, done, True))
+            self.final_drawn.set()
             if self._on_finished is not None:
                 self._on_finished(self)
+        else:
+            self.frames.append(Frame(now, poked or now, status, done, False))
 
-    def _paint_picture(self, details: dict[str, StepDetail]) -> None:
-        svg = layout_for(self.graph).fill(details)
-        if svg != self.picture.value:
-            self.picture.value = svg
+    def _paint_graph(self, steps: dict[str, _Snap], elapsed_ms: float, finished: bool) -> None:
+        nodes = {n: self._node(n, snap) for n, snap in steps.items() if n in self.graph.specs}
+        if not self.picture.svg:
+            layout = cached_layout(self.graph)
+            if layout is None and not self._layout_asked:
+                self._layout_asked = True  # one request: the layout's thread pokes when it is ready
+                layout = layout_async(self.graph, self.poke)
+            if layout is not None:  # recoloured by the browser from here on: sent once
+                self.picture.set_picture(layout.fill({n: snap.detail() for n, snap in steps.items()}))
+        if finished:
+            self.picture.finish(nodes, elapsed_ms)
+        else:
+            self.picture.update(nodes, elapsed_ms, running=True)
 
-    def _paint_cards(self, cards: list[tuple[str, Any]]) -> None:
+    def _node(self, name: str, snap: _Snap) -> NodeState:
+        spec = self.graph.specs[name]
+        kind = "" if spec.kind == "python" else f" ({spec.kind})"
+        tip = [f"{name}{kind} · level {self.graph.levels.get(name, '?')} · {snap.status}"]
+        if snap.attempts > 1:
+            tip.append(f"{snap.attempts} attempts")
+        if snap.duration_ms is not None:
+            tip.append(format_duration(snap.duration_ms))
+        note = snap.error if snap.status == "failed" else snap.reason
+        text = " · ".join(tip) + (f"\n{note}" if note else "") + "\nclick: show its panel"
+        return (snap.status, detail_text(snap.detail()), text)
+
+    def _paint_cards(self, cards: list[Any]) -> None:
         added = False
-        for step, card in cards:
-            w = self._cards.get(step)
+        for card in cards:
+            w = self._cards.get(card.step)
             if w is None:
-                w = self._cards[step] = CardWidget(card, self._decide)
+                w = self._cards[card.step] = CardWidget(card, self._decide)
                 added = True
             else:
                 w.update(card)
         if added:
             self.cards_box.children = tuple(c.box for c in self._cards.values())
 
-    def _paint_panels(self, logs: dict[str, tuple[int, int]], steps: dict[str, tuple[Any, ...]]) -> None:
+    def _paint_panels(self, logs: dict[str, _Snap], steps: dict[str, _Snap]) -> None:
+        wanted = dict(logs)
+        select = self._select
+        if select is not None and select in steps:
+            wanted.setdefault(select, steps[select])
         added = False
-        for name, seen in logs.items():
+        for name, snap in wanted.items():
+            seen = (snap.count, snap.chars, snap.status, snap.traceback is not None)
             if self._panel_seen.get(name) == seen:
                 continue
             self._panel_seen[name] = seen
@@ -139,10 +225,57 @@ class LiveView:
                 added = True
             with self.state.lock:
                 items = [dict(d) for d in self.state.steps[name].outputs]
+            if snap.status == "failed":
+                items.append(error_output(snap.traceback, snap.error_type, snap.error))
+            if not items:
+                items.append(_note(f"{name}: {snap.status}, nothing printed or displayed"))
             out.outputs = tuple(items)
+        names = list(self._panels)
         if added:
             self.panels.children = tuple(self._panels.values())
-        self.panels.titles = tuple(f"{n} · {steps.get(n, ('pending',))[0]}" for n in self._panels)
+        titles = tuple(f"{n} · {steps[n].status if n in steps else 'pending'}" for n in names)
+        if titles != self._titles:
+            self._titles = titles
+            self.panels.titles = titles
+        failed = next((n for n in names if steps.get(n) is not None and steps[n].status == "failed"), None)
+        if failed is not None and not self._opened_failure:
+            self._opened_failure = True
+            self.panels.selected_index = names.index(failed)
+        if select is not None and select in self._panels:
+            self._select = None
+            self.panels.selected_index = names.index(select)
+
+    def _summary_rows(self, steps: dict[str, _Snap]) -> list[SummaryRow]:
+        levels = self.graph.levels
+        rows = []
+        for name in sorted(steps, key=lambda n: (levels.get(n, 0), n)):
+            snap = steps[name]
+            note = (snap.error if snap.status == "failed" else snap.reason) or ""
+            if snap.items is not None:
+                note = f"{snap.items_done}/{snap.items} items" + (f"; {note}" if note else "")
+            rows.append(SummaryRow(name, levels.get(name), snap.status, snap.attempts, snap.duration_ms, note))
+        return rows
+
+    # -- the static picture ---------------------------------------------------------------------
+
+    def static_html(self, timeout: float = 10.0) -> str | None:
+        """The final state as self-contained HTML (picture and summary), once the run has ended.
+
+        Waits for the graph's layout when it is still being made (at most ``timeout``
+        seconds; without it, the HTML has no picture).
+        """
+        if not self._final:
+            return None
+        if self._static is None:
+            layout = cached_layout(self.graph)
+            if layout is None:
+                done = threading.Event()
+                if layout_async(self.graph, done.set) is None and done.wait(timeout):
+                    layout = cached_layout(self.graph)
+            details = {r.step: StepDetail(r.status, r.duration_ms, r.attempts) for r in self._rows}
+            svg = layout.fill(details) if layout is not None else None
+            self._static = static_report(self._heading, svg, self._rows)
+        return self._static
 
     def outputs_of(self, step: str) -> tuple[dict[str, Any], ...]:
         """What a step's panel shows (tests read it)."""
@@ -150,23 +283,29 @@ class LiveView:
         return tuple(out.outputs) if out is not None else ()
 
 
-def _summary(steps: dict[str, tuple[Any, ...]], graph: Graph) -> str:
-    rows = []
-    for name in sorted(steps, key=lambda n: (graph.levels.get(n, 0), n)):
-        status, attempts, duration, error, reason, items_done, items = steps[name]
-        note = error if status == "failed" else (reason or "")
-        if items is not None:
-            note = f"{items_done}/{items} items" + (f"; {note}" if note else "")
-        color = _STATUS_COLOR.get(status, "#374151")
-        rows.append(
-            f"<tr><td><code>{html.escape(name)}</code></td><td>{graph.levels.get(name, '')}</td>"
-            f"<td style='color:{color}'>{html.escape(status)}</td><td>{attempts}</td>"
-            f"<td>{format_duration(duration) if duration is not None else ''}</td>"
-            f"<td>{html.escape(str(note or ''))[:300]}</td></tr>"
-        )
-    return (
-        "<table style='border-collapse:collapse;font-size:90%'><thead><tr><th>step</th><th>level</th>"
-        "<th>status</th><th>attempts</th><th>duration</th><th>note</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-    )
+class _Snap:
+    """A step as one frame shows it (copied under the state's lock)."""
+
+    __slots__ = ("attempts", "chars", "count", "duration_ms", "error", "error_type", "items", "items_done",
+                 "outputs", "reason", "status", "traceback")  # fmt: skip
+
+    def __init__(self, v: StepView) -> None:
+        self.status = v.status
+        self.attempts = v.attempts
+        self.duration_ms = v.duration_ms
+        self.error, self.error_type, self.traceback, self.reason = v.error, v.error_type, v.traceback, v.reason
+        self.items_done, self.items = v.items_done, v.items
+        self.count, self.chars = len(v.outputs), v.log_chars
+        self.outputs = bool(v.outputs)
+
+    @classmethod
+    def of(cls, v: StepView) -> _Snap:
+        return cls(v)
+
+    def detail(self) -> StepDetail:
+        return StepDetail(self.status, self.duration_ms, self.attempts, self.items_done, self.items)
+
+
+def _note(text: str) -> dict[str, Any]:
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"text/plain": text, "text/html": f"<i class='flownb-muted'>{html.escape(text)}</i>"}}  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -168,25 +169,68 @@ def flow_parser() -> Parser:
     history.add_argument("--limit", type=int, default=20)
     for sp in sub.choices.values():
         sp.add_argument("--flow", metavar="F", help="the flow (default: the notebook's)")
+    for choice in sub._choices_actions:  # `%flow run --help` and `%flow?` say what the command does
+        sub.choices[choice.dest].description = choice.help
     return p
 
 
 def sql_parser(prog: str) -> Parser:
-    p = Parser(prog, description=(
+    p = Parser(prog, usage="%(prog)s [--param NAME] [--db PATH] [VAR <<] QUERY", description=(
         "SQL over the store (runs, steps, events, approvals, outputs), answered as a DataFrame.\n"
         "Notebook values reach the query only as parameters: --param name binds $name\n"
-        "to the notebook variable `name` (DuckDB binds it; nothing is pasted into the text).\n\n"
-        "example:\n  %%flowsql --param flow_name\n  SELECT * FROM runs WHERE flow = $flow_name"
+        "to the notebook variable `name` (DuckDB binds it; nothing is pasted into the text).\n"
+        "VAR << assigns the DataFrame to the notebook variable VAR instead of showing it.\n\n"
+        "examples:\n  %%flowsql --param flow_name\n  SELECT * FROM runs WHERE flow = $flow_name\n\n"
+        "  %flowsql failed << SELECT * FROM steps WHERE status = 'failed'"
     ))  # fmt: skip
     p.add_argument("--param", action="append", metavar="NAME", help="bind $NAME to the notebook variable NAME")
     p.add_argument("--db", metavar="PATH", help="another store file (default: the process's store)")
     return p
 
 
-def split_sql_line(line: str) -> tuple[str, str]:
-    """``%flowsql [--param N] [--db P] QUERY``: the options part and the query, untouched by shell quoting."""
-    import re
+_SQL_LINE = re.compile(r"^\s*((?:(?:--param|--db)(?:\s+|=)\S+\s*|(?:--help|-h)\s*)*)(.*)$", re.S)
+_SQL_UNKNOWN = re.compile(r"^(--?[A-Za-z][\w-]*)")
+_SQL_CAPTURE = re.compile(r"^([A-Za-z_]\w*)\s*<<(.*)$", re.S)
 
-    m = re.match(r"^\s*((?:(?:--param|--db)\s+\S+\s*|(?:--help|-h)\s*)*)(.*)$", line, re.S)
+
+def split_sql_line(line: str, prog: str = "%flowsql") -> tuple[str, str | None, str]:
+    """``%flowsql [--param N] [--db P] [VAR <<] QUERY``: the options, the variable to assign, the query.
+
+    The query is left as written (no shell quoting). An option this magic does not
+    know is refused in one line rather than taken for SQL (a SQL comment, ``-- ...``,
+    has a space after its dashes).
+    """
+    m = _SQL_LINE.match(line)
     assert m is not None  # the pattern matches any text
-    return m.group(1), m.group(2).strip()
+    options, rest = m.group(1), m.group(2).strip()
+    unknown = _SQL_UNKNOWN.match(rest)
+    if unknown is not None:
+        raise UsageError(
+            f"{prog}: unknown option {unknown.group(1)}; it takes --param NAME, --db PATH and "
+            f"VAR << before the query (see {prog} --help)"
+        )
+    capture = _SQL_CAPTURE.match(rest)
+    if capture is None:
+        return options, None, rest
+    return options, capture.group(1), capture.group(2).strip()
+
+
+def flow_usage() -> str:
+    """The whole usage of ``%flow``, every command with its options (what ``%flow?`` shows)."""
+    parser = flow_parser()
+    parts = [parser.format_help().rstrip(), LIVE_VIEW_HELP.rstrip()]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parts.extend(sub.format_help().rstrip() for sub in action.choices.values())
+    return "\n\n".join(parts) + "\n"
+
+
+LIVE_VIEW_HELP = """\
+the live view:
+  `%flow run` (and `view = %flow run`) shows the run's live view at once and returns;
+  the kernel stays free. The graph fits the output's width: zoom with its buttons or
+  Ctrl/Cmd+wheel, drag to pan, click a step to open its panel (prints, displays,
+  figures, and a failure's traceback). `--wait` blocks until the run ends and then
+  adds the final picture and summary as static HTML (what nbconvert, GitHub and
+  nbviewer show). `view.run` is the flownb.Run; `view.wait()` waits for it."""
+

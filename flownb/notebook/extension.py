@@ -1,5 +1,9 @@
 """``%load_ext flownb``: the magics, the cell-id hook, and per-step ``display()``.
 
+With a live frontend it also warms the in-process Graphviz (on a thread), adds the
+rich displays (``Run``/``Flow`` as HTML, figures as PNG), tab completion of the
+magics, and in Colab enables the custom widget manager the live view needs.
+
 Steps run in worker threads; ``print`` is routed to a step's log by the
 engine's stdout proxy, and ``display()`` is routed here: while a step runs,
 the ContextVar ``CURRENT_LOG`` names its run and step, and the display
@@ -10,6 +14,7 @@ cell that happens to be running.
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any
 
 from flownb.executors import capture
@@ -28,7 +33,34 @@ def load(ipython: Any, *, live: bool = True) -> Session:
     ipython.events.register("pre_run_cell", session.pre_run_cell)
     _route_display(ipython, session)
     capture.install()
+    if live:
+        from flownb.notebook import rich
+        from flownb.notebook.completion import Completer
+        from flownb.render import warm_renderer
+
+        warm_renderer()  # the first live view must not wait for the in-process Graphviz to compile
+        rich.register(ipython, session)
+        Completer(session).install(ipython)
+        _colab()
     return session
+
+
+COLAB_HINT = (
+    "flownb: in Colab, run `from google.colab import output; output.enable_custom_widget_manager()` "
+    "to see the live view (it is an ipywidgets/anywidget widget)"
+)
+
+
+def _colab() -> None:
+    """Colab shows third-party widgets only through its custom widget manager: enable it, or say how."""
+    if "google.colab" not in sys.modules:
+        return
+    try:
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.enable_custom_widget_manager()
+    except Exception:  # noqa: BLE001  (any failure: the user can still do it by hand)
+        print(COLAB_HINT)
 
 
 def unload(ipython: Any) -> None:

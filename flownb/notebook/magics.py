@@ -24,6 +24,7 @@ from flownb.notebook.args import (
     FLOW_HELP,
     HelpShown,
     flow_parser,
+    flow_usage,
     key_values,
     names,
     split_sql_line,
@@ -112,15 +113,12 @@ class FlowMagics(Magics):
         s = self.session
         run = s.start(args.flow, params=key_values(args.param), approve=args.approve or (),
                       executor=args.executor, timeout=args.timeout, in_order=args.in_order)  # fmt: skip
-        shown = RunView(run, s.view(run.id, args.flow) if s.live else None)
+        shown = RunView(run, s.view(run.id, args.flow) if s.live else None, self.shell)
+        shown.show()  # at once, also when assigned: `view = %flow run` shows the view
         if not args.wait:
             return shown
-        from IPython.display import display
-
-        display(shown)  # type: ignore[no-untyped-call]
         _wait_loudly(run)
-        if shown.view is not None:
-            shown.view.painter.settle()
+        shown.show_final()
         print(_one_line(run))
         if run.status != "succeeded":
             raise UsageError(f"run {run.id} {run.status}: {run.error}")
@@ -128,11 +126,15 @@ class FlowMagics(Magics):
 
     def _flow_resume(self, args: argparse.Namespace) -> Any:
         run = self.session.resume(args.run, args.flow)
-        return RunView(run, self.session.view(run.id, args.flow) if self.session.live else None)
+        shown = RunView(run, self.session.view(run.id, args.flow) if self.session.live else None, self.shell)
+        shown.show()
+        return shown
 
     def _flow_watch(self, args: argparse.Namespace) -> Any:
         view = self.session.view(args.run, args.flow)
-        return RunView(self.session.run_handle(view.state.run_id), view)
+        shown = RunView(self.session.run_handle(view.state.run_id), view, self.shell)
+        shown.show()
+        return shown
 
     def _flow_approve(self, args: argparse.Namespace) -> None:
         decision = "rejected" if args.reject else "approved"
@@ -198,7 +200,7 @@ class FlowMagics(Magics):
         import flownb
 
         prog = "%%flowsql" if cell is not None else "%flowsql"
-        options, query = split_sql_line(line)
+        options, target, query = split_sql_line(line, prog)
         args = sql_parser(prog).parse(options)
         if cell is not None:
             query = (query + "\n" + cell).strip()
@@ -212,33 +214,87 @@ class FlowMagics(Magics):
                 raise UsageError(f"--param {missing[0]}: the notebook has no variable {missing[0]!r}")
             params = {n: _sql_value(ns[n]) for n in args.param}
         db = args.db or self.session.flow().db
-        return flownb.sql(query, db, params)
+        df = flownb.sql(query, db, params)
+        if target is None:
+            return df
+        self.session.shell.user_ns[target] = df  # `df << SELECT ...`, as jupysql captures
+        return None
 
 
 class RunView:
-    """What ``%flow run`` answers: the live view, and the run as ``.run``."""
+    """What ``%flow run`` answers: the live view, and the run as ``.run``.
 
-    def __init__(self, run: Run | None, view: LiveView | None) -> None:
+    The magic shows the view itself (``show``), so that ``view = %flow run``
+    shows it too; displaying the object again in the same cell adds nothing,
+    in a later cell it shows the view once more.
+    """
+
+    def __init__(self, run: Run | None, view: LiveView | None, shell: Any = None) -> None:
         self.run = run
         self.view = view
+        self._shell = shell
+        self._shown_in: int | None = None
+        self._final_shown = False
 
-    def _ipython_display_(self) -> None:
+    def show(self) -> None:
+        """Display the live view now (a widget; a one-line text where widgets cannot show)."""
         from IPython.display import display
 
-        if self.view is not None:
-            display(self.view.widget)  # type: ignore[no-untyped-call]
-        else:
+        self._shown_in = self._cell()
+        if self.view is None:
             print(repr(self))
+            return
+        data = {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.view.widget.model_id,
+            },
+            "text/plain": f"<flownb live view of run {self.view.state.run_id} of flow {self.view.state.flow!r}>",
+        }  # fmt: skip
+        display(data, raw=True)  # type: ignore[no-untyped-call]
+
+    def show_final(self, timeout: float = 10.0) -> None:
+        """Once the run has ended: display its final picture and summary as static HTML (once).
+
+        Saved notebooks keep it (nbclient, papermill, GitHub, nbviewer); under a live
+        view in the same cell the view's stylesheet hides it.
+        """
+        from IPython.display import display
+
+        if self.view is None or self._final_shown or not self.view.wait_final(timeout):
+            return
+        static = self.view.static_html()
+        if static is not None:
+            self._final_shown = True
+            text = _one_line(self.run) if self.run is not None else f"run {self.view.state.run_id}"
+            display({"text/html": static, "text/plain": text}, raw=True)  # type: ignore[no-untyped-call]
+
+    def _ipython_display_(self) -> None:
+        if self._shown_in is not None and self._shown_in == self._cell():
+            return  # the magic showed it in this very cell
+        self.show()
+
+    def _cell(self) -> int | None:
+        count = getattr(self._shell, "execution_count", None)
+        return count if isinstance(count, int) else None
 
     def wait(self, timeout: float | None = None) -> Run:
+        """Wait for the run; then show its final picture and summary (the saved notebook's record)."""
         if self.run is None:
             raise FlownbError("this run is not active in this kernel")
-        return self.run.wait(timeout)
+        run = self.run.wait(timeout)
+        self.show_final()
+        return run
 
     def __repr__(self) -> str:
         if self.run is not None:
             return repr(self.run)
         return f"<view of run {self.view.state.run_id if self.view else '?'}>"
+
+
+# `%flow?`, `%%step?` and `%flowsql?` show the whole usage, not a one-line docstring
+FlowMagics.flow.__doc__ = flow_usage()
+FlowMagics.step.__doc__ = step_parser("%%step").format_help()
+FlowMagics.flowsql.__doc__ = sql_parser("%%flowsql").format_help()
 
 
 def _step_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -114,7 +114,9 @@ ENV_ATTRS = frozenset({"environ", "putenv", "unsetenv", "getenv", "load_dotenv"}
 CWD_ATTRS = frozenset({"chdir"})
 ANY_FILE_ATTRS = frozenset(
     {"listdir", "scandir", "walk", "glob", "iglob", "system", "popen", "run", "call", "check_call",
-     "check_output", "Popen", "rmtree", "makedirs", "mkdir", "remove", "unlink", "rename", "iterdir"}
+     "check_output", "Popen", "rmtree", "makedirs", "mkdir", "remove", "unlink", "rename", "iterdir", "rglob",
+     "copy", "copy2", "copyfile", "copytree", "move", "removedirs", "rmdir", "exists", "is_file", "is_dir",
+     "getsize", "stat"}
 )  # fmt: skip
 _FILE_LITERAL = re.compile(r"^[\w\-. /\\~:]{1,240}\.[A-Za-z][A-Za-z0-9]{0,7}$")
 #: the options of %time/%timeit/%prun before the statement: -n 100 -r 3 -q -o
@@ -555,6 +557,8 @@ class _Walker(ast.NodeVisitor):
         name = attrs[-1] if attrs else root
         if name in ENV_ATTRS or root in ENV_ATTRS:
             self.effects.add(ENV)
+        if any(a in ANY_FILE_ATTRS for a in attrs):  # Path("out").iterdir(), shutil.rmtree(d): any file
+            self.effects.add(ANY_FILE)
         mutating = [a for a in attrs if a in MUTATING_METHODS]
         if root == "next" and not attrs and node.args:
             arg = _root(node.args[0])

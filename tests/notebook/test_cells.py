@@ -255,3 +255,9 @@ def test_flow_options_refuse_booleans_for_counts() -> None:
 def test_changing_what_the_cell_itself_bound_reads_no_earlier_version() -> None:
     plan = plan_of("with open('a.txt', 'w') as f:\n    f.write('x')", "with open('b.txt', 'w') as f:\n    f.write('y')")
     assert plan.cells["c2"].data == []  # its own f, not c1's
+
+
+def test_listing_a_directory_waits_for_the_files_written_before() -> None:
+    plan = plan_of("from pathlib import Path", "df_path = 'output/high_scores.csv'\nopen('output/high_scores.csv', 'w')",
+                   "sizes = {p.name: p.stat().st_size for p in Path('output').iterdir()}")  # fmt: skip
+    assert "c2" in waits(plan, "c3")

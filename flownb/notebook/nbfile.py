@@ -17,8 +17,6 @@ import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
-import nbformat
-
 from flownb.errors import NotebookFileError
 
 __all__ = ["NotebookFileError", "read_notebook"]
@@ -27,7 +25,7 @@ __all__ = ["NotebookFileError", "read_notebook"]
 _QUOTE = 80
 
 
-def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
+def read_notebook(path: str | os.PathLike[str]) -> Any:
     """The notebook at ``path``, as a validated nbformat version-4 ``NotebookNode``.
 
     Raises :class:`NotebookFileError` (one line: the file, the fault, the fix)
@@ -35,6 +33,9 @@ def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
     but not a notebook, has an nbformat version nbformat cannot read, or does
     not pass nbformat's validator (``"source": 5``, no ``cells``...).
     Older versions (3, and 4.x without cell ids) are upgraded as Jupyter does.
+    A version-4 notebook whose cells are plainly well formed is read without
+    nbformat, whose import alone costs about a second (``flownb run`` pays it
+    otherwise on every start).
     """
     name = os.fspath(path)
 
@@ -61,6 +62,11 @@ def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
         fail(f"is not JSON ({getattr(exc, 'msg', exc)}{where})")
     if not isinstance(data, dict):
         fail(f"is JSON but not a notebook: it holds {_kind(data)}, not an object with 'cells'")
+    quick = _plain_v4(data)
+    if quick is not None:
+        return quick
+    import nbformat  # a second and more (its validator loads jsonschema): only for notebooks that need it
+
     version = data.get("nbformat")
     if not isinstance(version, int) or isinstance(version, bool):
         fail(f"is JSON but not a notebook: it has no integer 'nbformat' version (found {_quote(version)})")
@@ -81,9 +87,40 @@ def read_notebook(path: str | os.PathLike[str]) -> nbformat.NotebookNode:
         fail("is nested too deeply to be a notebook")
     except Exception as exc:  # noqa: BLE001  (nbformat's converters raise anything on odd input)
         fail(f"is not a valid notebook: {type(exc).__name__}: {exc}")
-    if not isinstance(nb, nbformat.NotebookNode) or not isinstance(nb.get("cells"), list):
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         fail("is not a valid notebook: it has no list of cells")
     return nb
+
+
+class Node(dict[str, Any]):
+    """A notebook or cell read without nbformat: a dict whose keys are also attributes, as nbformat's."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_CELL_TYPES = frozenset({"code", "markdown", "raw"})
+
+
+def _plain_v4(data: dict[str, Any]) -> Node | None:
+    """The notebook, when it is version 4 and every cell is plainly well formed; else None."""
+    cells = data.get("cells")
+    if data.get("nbformat") != 4 or not isinstance(cells, list) or not isinstance(data.get("metadata", {}), dict):
+        return None
+    out: list[Node] = []
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") not in _CELL_TYPES:
+            return None
+        source = cell.get("source")
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)
+        if not isinstance(source, str) or ("id" in cell and not isinstance(cell["id"], str)):
+            return None
+        out.append(Node({**cell, "source": source}))
+    return Node({**data, "cells": out})
 
 
 def _validation_message(exc: Any) -> str:

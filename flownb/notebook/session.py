@@ -438,10 +438,14 @@ def body_options(kind: str, step: str, body: str) -> dict[str, Any]:
 
 
 def graph_from_events(flow: str, events: list[Any]) -> Graph:
-    """A graph without edges, for a run whose flow this kernel does not define."""
-    from flownb.model.flow import Graph
+    """The graph of a run whose flow this kernel does not define: the steps and edges its
+    ``run_started`` recorded (all of them, before any ran), else its step events' steps."""
+    from flownb.model.flow import Graph, recorded_graph
     from flownb.model.spec import StepSpec
 
+    shape = next((e.payload.get("steps") for e in events if e.event == "run_started"), None)
+    if isinstance(shape, dict) and shape:
+        return recorded_graph(flow, shape)
     specs: dict[str, StepSpec] = {}
     for e in events:
         if e.step and e.event.startswith("step_"):

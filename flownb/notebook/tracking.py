@@ -19,7 +19,7 @@ from flownb.store.base import Event, Store
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.25  # a run of another process: its view moves at least twice a second (issue 15)
 KEEP_FINISHED = 20  # states of finished runs kept for %flow watch without a replay
 
 

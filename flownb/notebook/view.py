@@ -55,6 +55,7 @@ class Frame(NamedTuple):
 
     at: float  # time.monotonic() when it was drawn
     poked: float  # the earliest poke it answers (== at for the first frame)
+    wall: float  # time.time() when it was drawn (events carry wall-clock times)
     status: str
     done: int
     final: bool
@@ -163,12 +164,12 @@ class LiveView:
                                         counts=counts, duration_ms=duration, error=error, live=False)  # fmt: skip
             self._rows = self._summary_rows(steps)
             self.summary.value = summary_table(self._rows, live=True)
-            self.frames.append(Frame(now, poked or now, status, done, True))
+            self.frames.append(Frame(now, poked or now, time.time(), status, done, True))
             self.final_drawn.set()
             if self._on_finished is not None:
                 self._on_finished(self)
         else:
-            self.frames.append(Frame(now, poked or now, status, done, False))
+            self.frames.append(Frame(now, poked or now, time.time(), status, done, False))
 
     def _paint_graph(self, steps: dict[str, _Snap], elapsed_ms: float, finished: bool) -> None:
         nodes = {n: self._node(n, snap) for n, snap in steps.items() if n in self.graph.specs}

@@ -1,8 +1,7 @@
 """Tab completion for the magics: ``%flow`` commands and options, step names, run ids.
 
-IPython's ``complete_command`` hook hands a completer the line up to the cursor;
-the completer answers candidates and IPython keeps those that start with the
-word being typed. Everything here reads what the kernel already knows (its
+A matcher (IPython's completer API v2) reads the line up to the cursor and
+answers the candidates that start with the word being typed. Everything here reads what the kernel already knows (its
 flows, their cells, the runs it started or watched) plus, for run ids of
 earlier sessions, the store's latest runs, read on a thread of its own and
 cached so that a busy store never makes the Tab key hang.
@@ -44,14 +43,30 @@ class Completer:
         self._store_thread: threading.Thread | None = None
 
     def install(self, shell: Any) -> None:
-        shell.set_hook("complete_command", self.flow, str_key="%flow")
-        for key in ("%step", "%%step"):
-            shell.set_hook("complete_command", self.step, str_key=key)
+        """Add a matcher (IPython's completer API v2) that answers on the magics' lines only.
+
+        When it has candidates it suppresses the other matchers (Jedi's keywords are noise
+        after ``%flow run --approve``); elsewhere it answers nothing and suppresses nothing.
+        """
+        from IPython.core.completer import SimpleCompletion, completion_matcher
+
+        @completion_matcher(api_version=2, identifier="flownb_magics")  # type: ignore[untyped-decorator]
+        def matcher(context: Any) -> dict[str, Any]:
+            line = context.text_until_cursor
+            first = line.split(None, 1)[0] if line.strip() else ""
+            answer = {"%flow": self.flow, "%step": self.step, "%%step": self.step}.get(first)
+            still_first = not any(c.isspace() for c in line.lstrip())  # typing the magic's own name
+            words = answer(line) if answer is not None and not still_first else []
+            found = [w for w in words if w.startswith(context.token)]
+            return {"completions": [SimpleCompletion(w, type="flownb") for w in found],
+                    "suppress": bool(found), "ordered": True}  # fmt: skip
+
+        shell.Completer.custom_matchers.append(matcher)
 
     # -- %flow ------------------------------------------------------------------------------------
 
-    def flow(self, event: Any) -> list[str]:
-        words, current = _words(event.text_until_cursor)
+    def flow(self, line: str) -> list[str]:
+        words, current = _words(line)
         args = words[1:]
         if not args or args[0] not in self.options:
             return self.commands
@@ -75,8 +90,8 @@ class Completer:
 
     # -- %%step / %step ----------------------------------------------------------------------------
 
-    def step(self, event: Any) -> list[str]:
-        words, current = _words(event.text_until_cursor)
+    def step(self, line: str) -> list[str]:
+        words, current = _words(line)
         args = words[1:]
         previous = args[-1] if args else ""
         flow = _option_value(args, "--flow")

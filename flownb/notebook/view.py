@@ -75,6 +75,8 @@ class LiveView:
         self.frames: deque[Frame] = deque(maxlen=5000)
         #: set once the final frame (the run's end) has been drawn
         self.final_drawn = threading.Event()
+        #: time.monotonic() when the laid-out picture was sent (the frames before it had none)
+        self.picture_at: float | None = None
         self._decide = decide
         self._on_finished = on_finished
         self._poked: float | None = None
@@ -180,6 +182,7 @@ class LiveView:
                 layout = layout_async(self.graph, self.poke)
             if layout is not None:  # recoloured by the browser from here on: sent once
                 self.picture.set_picture(layout.fill({n: snap.detail() for n, snap in steps.items()}))
+                self.picture_at = time.monotonic()
         if finished:
             self.picture.finish(nodes, elapsed_ms)
         else:

@@ -62,6 +62,11 @@ VIEW_CSS = """
 }
 .flownb-card.flownb-decided { border-color: var(--flownb-line); }
 .jp-OutputArea-child:has(.flownb-live) ~ .jp-OutputArea-child:has(.flownb-static) { display: none; }
+/* ipywidgets greys closed panel titles (--jp-ui-font-color2): 4.4:1 on their grey, below WCAG's 4.5 */
+.flownb-live .jupyter-widget-Collapse > .jupyter-widget-Collapse-header {
+  color: color-mix(in srgb, var(--flownb-fg) 80%, var(--flownb-bg));
+}
+.flownb-live .jupyter-widget-Collapse-open > .jupyter-widget-Collapse-header { color: var(--flownb-fg); }
 """
 
 GRAPH_CSS = """

@@ -87,9 +87,21 @@ def _route_display(ipython: Any, session: Session) -> None:
         log = capture.CURRENT_LOG.get()
         if log is not None and log.run_id:
             # the step's own output: its panel, the store and the CLI hear it through its log
-            log.display({"output_type": "display_data", "data": dict(data or {}), "metadata": dict(metadata or {})})
+            log.display({"output_type": "display_data", "data": _jsonable(data), "metadata": dict(metadata or {})})
             return None
         return original(data, metadata, *args, **kwargs)
 
     pub._flownb_original_publish = original
     pub.publish = publish
+
+
+def _jsonable(data: Any) -> dict[str, Any]:
+    """A mime bundle as Jupyter sends it: binary images (PNG, JPEG bytes) as base64 text.
+
+    The kernel's own publisher does this on the way to the frontend; a step's display
+    leaves before it, for the panel (a widget's JSON state) and the store (JSON).
+    """
+    import base64
+
+    return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes | bytearray) else v
+            for k, v in dict(data or {}).items()}  # fmt: skip

@@ -66,12 +66,12 @@ def flow_to_html(flow: Any, session: Session | None = None) -> str:
     return flow_html(name, steps=steps, svg=svg, where=where)
 
 
-def figure_png(figure: Any) -> bytes | None:
-    """A matplotlib figure as PNG bytes (what the inline backend shows), None for an empty one."""
+def figure_png(figure: Any) -> str | None:
+    """A matplotlib figure as base64 PNG (what the inline backend shows), None for an empty one."""
     from IPython.core.pylabtools import print_figure
 
-    data = print_figure(figure, "png", bbox_inches="tight")  # type: ignore[no-untyped-call]
-    return data if isinstance(data, bytes) else None
+    data = print_figure(figure, "png", bbox_inches="tight", base64=True)  # type: ignore[no-untyped-call]
+    return data if isinstance(data, str) else None
 
 
 def register(shell: Any, session: Session) -> None:

@@ -9,7 +9,7 @@
 - :func:`chromium_page`: a headless Chromium context on an empty profile, driven by
   Playwright's sync API.
 - :class:`LabNotebook`: what a user does in a notebook tab (wait for the kernel, Run >
-  Run All Cells, save a screenshot) in terms of JupyterLab's DOM.
+  Run All Cells, switch the theme, save a screenshot) in terms of JupyterLab's DOM.
 """
 
 from __future__ import annotations
@@ -219,6 +219,17 @@ class LabNotebook:
         """Run > Run All Cells, from the menu bar."""
         self.page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         self.page.locator('li.lm-Menu-item[data-command="runmenu:run-all"]').click()
+
+    def set_theme(self, name: str) -> None:
+        """Settings > Theme > ``name`` ("JupyterLab Dark", "JupyterLab Light"), then wait until it applies."""
+        import re
+
+        self.page.locator(".lm-MenuBar-itemLabel", has_text="Settings").first.click()
+        self.page.locator("li.lm-Menu-item", has=self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(
+            r"^Theme$"))).first.hover()  # fmt: skip
+        label = self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(name)}$"))
+        self.page.locator('li.lm-Menu-item[data-command="apputils:change-theme"]', has=label).first.click()
+        self.page.locator(f'body[data-jp-theme-name="{name}"]').wait_for(state="attached")  # body counts as hidden
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -59,8 +59,8 @@ class LiveView:
     """The run's live view in the page: header, graph, and the approval card of ``step``."""
 
     def __init__(self, page: Any, step: str) -> None:
-        self.output = page.locator(".jp-OutputArea-output", has=page.locator(".widget-html-content svg"))
-        self.svg = self.output.locator(".widget-html-content svg").first
+        self.output = page.locator(".jp-OutputArea-output", has=page.locator(".flownb-graph svg"))
+        self.svg = self.output.locator(".flownb-graph svg").first
         self.header = self.output.locator(".widget-html-content", has_text=re.compile(r"run [0-9a-f]+: "))
         # the card is the innermost box holding the title (the view's boxes hold it too)
         self.card = self.output.locator(".widget-vbox", has_text=f"Approval {step}").last

@@ -125,6 +125,8 @@ def test_a_failed_step_opens_its_panel_with_the_cells_traceback_and_figures_are_
     panels = kernel.value("{n: [o.get('output_type') for o in v.view.outputs_of(n)] for n in v.view._panels}")
     assert panels["data"] == ["stream"] and panels["boom"] == ["error"]
     assert kernel.value("sorted(v.view.outputs_of('plot')[0]['data'])") == ["image/png", "text/plain"]
+    png = kernel.value("__import__('base64').b64decode(v.view.outputs_of('plot')[0]['data']['image/png'])[1:4].decode()")
+    assert png == "PNG"  # base64 text of a PNG, as Jupyter sends images
     # the failure's panel opened by itself
     assert kernel.value("list(v.view._panels)[v.view.panels.selected_index]") == "boom"
     error = kernel.value("v.view.outputs_of('boom')[-1]")

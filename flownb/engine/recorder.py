@@ -11,7 +11,7 @@ an attempt that ends before then is written as its end alone, which carries
 
 from __future__ import annotations
 
-import traceback
+import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -79,8 +79,8 @@ class Recorder:
             for listener in self.listeners:
                 try:
                     listener(record)
-                except Exception:  # noqa: BLE001  (a broken view must never break the run)
-                    traceback.print_exc()
+                except Exception:  # a broken view must never break the run; the log says what broke
+                    logging.getLogger("flownb").exception("flownb: a listener of run %s failed", self.run_id)
         return record
 
     def output(self, step: str, name: str, encoded: Encoded) -> dict[str, Any]:

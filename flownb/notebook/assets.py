@@ -100,7 +100,8 @@ GRAPH_CSS = """
 """
 
 # The widget's model holds `svg` (the laid-out picture, sent once per layout), `snapshot`
-# (every step's [status, label, tooltip] at sequence `seq`; the saved state) and `uid`.
+# (JSON text: every step's [status, label, note] at sequence `seq`; the saved state) and `uid`.
+# A step the kernel told nothing of is pending.
 # Updates arrive as custom messages: {kind: "patch", seq, steps, elapsed_ms, running}
 # with only the steps that changed, or {kind: "full", ...} in answer to the "hello" a
 # model sends when it starts (patches sent before it listened are lost, so until the
@@ -126,6 +127,7 @@ function take(st, msg, full) {
   st.steps = full ? Object.assign({}, msg.steps || {}) : Object.assign(st.steps, msg.steps || {});
   st.elapsed = msg.elapsed_ms || 0;
   st.running = !!msg.running;
+  st.total = msg.total || 0;
   st.at = performance.now();
   const keys = full ? null : Object.keys(msg.steps || {});
   for (const v of st.views) v.update(keys);
@@ -139,6 +141,10 @@ function duration(ms) {
   return Math.floor(s / 3600) + "h" + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + "m";
 }
 
+function parse(text) {
+  try { return text ? JSON.parse(text) : null; } catch (e) { return null; }
+}
+
 function px(length) {
   const m = /^([0-9.]+)(pt|px)?$/.exec(length || "");
   if (!m) return null;
@@ -148,7 +154,7 @@ function px(length) {
 function initialize({ model }) {
   const st = stateOf(model);
   const fromSnapshot = () => {
-    const s = model.get("snapshot");
+    const s = parse(model.get("snapshot"));
     if (s && typeof s.seq === "number" && s.seq > st.seq) take(st, s, true);
   };
   const onMessage = (msg) => {
@@ -169,7 +175,7 @@ function initialize({ model }) {
 function render({ model, el }) {
   const st = stateOf(model);
   if (st.seq < 0) {
-    const s = model.get("snapshot");
+    const s = parse(model.get("snapshot"));
     if (s && typeof s.seq === "number") take(st, s, true);
   }
   el.classList.add("flownb-graph");
@@ -188,17 +194,19 @@ function render({ model, el }) {
 
   function paintNode(name) {
     const n = nodes.get(name);
-    const v = st.steps[name];
-    if (!n || !v) return;
+    const v = st.steps[name] || ["pending", "pending", ""];  // the kernel sends only what is not pending
+    if (!n) return;
     const cls = "node flownb-st-" + v[0] + (name === selected ? " flownb-selected" : "");
     if (n.g.getAttribute("class") !== cls) n.g.setAttribute("class", cls);
     if (n.label && n.label.textContent !== v[1]) n.label.textContent = v[1];
-    if (n.title) n.title.textContent = v[2] || name;
+    if (n.title) n.title.textContent = name + "\n" + v[1] + (v[2] ? "\n" + v[2] : "") + "\nclick: show its panel";
   }
 
   function paintLegend() {
     const counts = {};
-    for (const name in st.steps) counts[st.steps[name][0]] = (counts[st.steps[name][0]] || 0) + 1;
+    let told = 0;
+    for (const name in st.steps) { counts[st.steps[name][0]] = (counts[st.steps[name][0]] || 0) + 1; told++; }
+    counts.pending = (counts.pending || 0) + Math.max(0, Math.max(st.total || 0, nodes.size) - told);
     legend.innerHTML = STATUSES.map((s) =>
       '<span class="flownb-pill flownb-st-' + s + '">' + s + " " + (counts[s] || 0) + "</span>").join("");
   }

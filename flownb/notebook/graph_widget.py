@@ -21,6 +21,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,7 +32,8 @@ import traitlets
 
 from flownb.notebook.assets import GRAPH_CSS, GRAPH_JS
 
-NodeState = tuple[str, str, str]  # (status, label, tooltip)
+NodeState = tuple[str, str, str]  # (status, label, note: a failure's error or a skip's reason)
+PENDING: NodeState = ("pending", "pending", "")  # what the browser assumes of a step it was told nothing of
 REBASE_STEPS = 200
 
 
@@ -40,7 +42,9 @@ class GraphWidget(anywidget.AnyWidget):
     _css = GRAPH_CSS
     uid = traitlets.Unicode("").tag(sync=True)
     svg = traitlets.Unicode("").tag(sync=True)
-    snapshot = traitlets.Dict().tag(sync=True)
+    #: every step's state as JSON text (a string, not a dict: ipywidgets walks a dict of
+    #: 1,000 entries looking for binary buffers each time it is sent)
+    snapshot = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, on_select: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(uid=uuid.uuid4().hex, **kwargs)
@@ -52,6 +56,7 @@ class GraphWidget(anywidget.AnyWidget):
         self._heard = False
         self._elapsed_ms = 0.0
         self._running = True
+        self._total = 0
         #: messages sent to the browser by ``update`` (tests and the benchmark count them)
         self.patches = 0
         self.on_msg(self._on_message)
@@ -66,10 +71,11 @@ class GraphWidget(anywidget.AnyWidget):
     def update(self, steps: Mapping[str, NodeState], elapsed_ms: float, running: bool) -> None:
         """Send what changed since the last call (nothing when nothing did)."""
         with self._lock:
-            changed = {n: v for n, v in steps.items() if self._current.get(n) != v}
+            changed = {n: v for n, v in steps.items() if self._current.get(n, PENDING) != v}
             if not changed and running == self._running:
                 return
             self._current.update(changed)
+            self._total = len(steps)
             self._elapsed_ms, self._running = elapsed_ms, running
             self._seq += 1
             if self._heard:
@@ -77,7 +83,7 @@ class GraphWidget(anywidget.AnyWidget):
                 return
             self._unconfirmed.update(changed)
             if len(self._unconfirmed) > REBASE_STEPS:
-                self.snapshot = self._state()
+                self.snapshot = json.dumps(self._state())
                 self._unconfirmed = {}
             else:
                 self._post("patch", dict(self._unconfirmed))
@@ -85,14 +91,19 @@ class GraphWidget(anywidget.AnyWidget):
     def finish(self, steps: Mapping[str, NodeState], elapsed_ms: float) -> None:
         """The final state, kept in ``snapshot`` (what a saved notebook's widget state holds)."""
         with self._lock:
-            changed = {n: v for n, v in steps.items() if self._current.get(n) != v}
+            changed = {n: v for n, v in steps.items() if self._current.get(n, PENDING) != v}
             if not changed and not self._running and self.snapshot:
                 return  # drawn already: a late poke after the end changes nothing here
             self._current.update(steps)
+            self._total = len(steps)
             self._elapsed_ms, self._running = elapsed_ms, False
             self._seq += 1
             self._unconfirmed = {}
-            self.snapshot = self._state()
+            self.snapshot = json.dumps(self._state())
+
+    def saved(self) -> dict[str, Any]:
+        """The ``snapshot`` as a dict (empty before the first one)."""
+        return dict(json.loads(self.snapshot)) if self.snapshot else {}
 
     # -- the kernel's shell thread (messages from the browser) ------------------------------------
 
@@ -111,9 +122,9 @@ class GraphWidget(anywidget.AnyWidget):
 
     def _state(self) -> dict[str, Any]:
         return {"seq": self._seq, "steps": {n: list(v) for n, v in self._current.items()},
-                "elapsed_ms": round(self._elapsed_ms), "running": self._running}  # fmt: skip
+                "elapsed_ms": round(self._elapsed_ms), "running": self._running, "total": self._total}  # fmt: skip
 
     def _post(self, kind: str, steps: Mapping[str, NodeState]) -> None:
         self.patches += 1
         self.send({"kind": kind, "seq": self._seq, "steps": {n: list(v) for n, v in steps.items()},
-                   "elapsed_ms": round(self._elapsed_ms), "running": self._running})  # fmt: skip
+                   "elapsed_ms": round(self._elapsed_ms), "running": self._running, "total": self._total})  # fmt: skip

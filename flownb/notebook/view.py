@@ -34,7 +34,6 @@ from flownb.render import (
     SummaryRow,
     cached_layout,
     detail_text,
-    format_duration,
     layout_async,
     run_heading,
     static_report,
@@ -98,6 +97,7 @@ class LiveView:
         self._titles: tuple[str, ...] = ()
         self._select: str | None = None
         self._layout_asked = False
+        self._nodes: dict[str, tuple[tuple[Any, ...], NodeState]] = {}
         self._opened_failure = False
         self._final = False
         self._static: str | None = None
@@ -180,8 +180,8 @@ class LiveView:
             if layout is None and not self._layout_asked:
                 self._layout_asked = True  # one request: the layout's thread pokes when it is ready
                 layout = layout_async(self.graph, self.poke)
-            if layout is not None:  # recoloured by the browser from here on: sent once
-                self.picture.set_picture(layout.fill({n: snap.detail() for n, snap in steps.items()}))
+            if layout is not None:  # sent once, every step pending: the browser colours it from the states
+                self.picture.set_picture(layout.pending)
                 self.picture_at = time.monotonic()
         if finished:
             self.picture.finish(nodes, elapsed_ms)
@@ -189,16 +189,19 @@ class LiveView:
             self.picture.update(nodes, elapsed_ms, running=True)
 
     def _node(self, name: str, snap: _Snap) -> NodeState:
-        spec = self.graph.specs[name]
-        kind = "" if spec.kind == "python" else f" ({spec.kind})"
-        tip = [f"{name}{kind} · level {self.graph.levels.get(name, '?')} · {snap.status}"]
-        if snap.attempts > 1:
-            tip.append(f"{snap.attempts} attempts")
-        if snap.duration_ms is not None:
-            tip.append(format_duration(snap.duration_ms))
+        """(status, label, note): tens of bytes a step; the browser makes the tooltip from them.
+
+        Kept per step while its fields stay the same: a frame of 1,000 steps formats only
+        the labels that changed.
+        """
+        key = (snap.status, snap.duration_ms, snap.attempts, snap.items_done, snap.items, snap.error, snap.reason)
+        found = self._nodes.get(name)
+        if found is not None and found[0] == key:
+            return found[1]
         note = snap.error if snap.status == "failed" else snap.reason
-        text = " · ".join(tip) + (f"\n{note}" if note else "") + "\nclick: show its panel"
-        return (snap.status, detail_text(snap.detail()), text)
+        node = (snap.status, detail_text(snap.detail()), (note or "")[:300])
+        self._nodes[name] = (key, node)
+        return node
 
     def _paint_cards(self, cards: list[Any]) -> None:
         added = False

@@ -12,6 +12,7 @@ the in-process Graphviz) to show a frame.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import threading
@@ -107,6 +108,11 @@ class Layout:
     def _hole(self, name: str, what: str) -> None:
         self._holes.append((name, what))
         self._parts.append("")
+
+    @functools.cached_property
+    def pending(self) -> str:
+        """The picture with every step pending, made once per layout (a live view's first frame)."""
+        return self.fill()
 
     def fill(self, details: Mapping[str, StepDetail] | None = None) -> str:
         """The picture with each step's color and second line filled in."""

@@ -14,6 +14,7 @@ escapes every text it is given.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,8 +50,9 @@ class SummaryRow:
     note: str = ""
 
 
+@functools.lru_cache(maxsize=64)
 def pill(status: str, *, live: bool) -> str:
-    """A status as a coloured word."""
+    """A status as a coloured word (cached: a summary of 1,000 steps has a dozen distinct ones)."""
     text = html.escape(status)
     if live:
         return f"<span class='flownb-pill flownb-st-{_cls(status)}'>{text}</span>"

@@ -88,7 +88,7 @@ def test_frames_on_a_fresh_kernel_without_dot(fresh_kernel: Any) -> None:
     kernel.wait_for("v.view.picture_at is not None")
     assert kernel.value("v.view.picture_at") > at[0]
     picture = kernel.value("{'svg': len(v.view.picture.svg), 'patches': v.view.picture.patches, "
-                           "'snapshot': v.view.picture.snapshot}")  # fmt: skip
+                           "'snapshot': v.view.picture.saved()}")  # fmt: skip
     assert picture["svg"] > 1000 and picture["patches"] >= 3
     assert picture["snapshot"]["running"] is False
     assert {s[0] for s in picture["snapshot"]["steps"].values()} == {"succeeded"}

@@ -111,9 +111,9 @@ def test_before_hello_patches_repeat_every_change_and_a_long_silence_becomes_a_s
     assert set(msgs[-1]["steps"]) == {"s0", "s1"}  # a model that missed the first still catches up
     steps.update({n: node("succeeded") for n in steps})
     w.update(steps, 10, running=True)
-    assert w.snapshot["seq"] == w._seq and len(w.snapshot["steps"]) == len(steps)
+    assert w.saved()["seq"] == w._seq and len(w.saved()["steps"]) == len(steps)
     w.finish(steps, 20)
-    assert w.snapshot["running"] is False and w.snapshot["elapsed_ms"] == 20
+    assert w.saved()["running"] is False and w.saved()["elapsed_ms"] == 20
 
 
 def test_a_click_on_a_node_asks_for_its_panel() -> None:

@@ -61,7 +61,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("flownb.render", "flownb.engine.resume"): f"{PENDING}: render folds a run's events itself",
     ("flownb.render", "flownb.store.base"): f"{PENDING}: render reads the store itself",
     # private names across layers
-    ("flownb.engine.runtime", "flownb.store.duckdb_store._alive"): f"{PENDING}: run_owner is to be a store operation",
 }
 
 

@@ -156,6 +156,10 @@ class RunExecution:
         r.commit()
 
     async def _end(self, seconds: float) -> None:
+        if self.error is None and self.recorder.write_error is not None:  # its records are incomplete
+            self.error = RunFailed(
+                f"run {self.run_id}: some of its records could not be written: {self.recorder.write_error}"
+            )
         if self.error is None:
             status = RunStatus.SUCCEEDED
         elif isinstance(self.error, RunCancelled):
@@ -175,6 +179,8 @@ class RunExecution:
             await asyncio.wrap_future(commit)
         except Exception as exc:  # noqa: BLE001  (the run has ended; say why it was not recorded)
             self.error = self.error or exc
+            if self.status == RunStatus.SUCCEEDED:  # an end not recorded is no success
+                self.status = RunStatus.FAILED
         if self.recorder.write_error is not None and self.error is None:
             self.error = RunFailed(
                 f"run {self.run_id}: some of its records could not be written to {self.store.path}: "
@@ -270,7 +276,9 @@ class RunExecution:
                 step=ctx.step,
                 run_id=self.run_id,
             )
-        child = self.runtime.create(plan, params, parent=self)
+        from flownb.engine.ownership import child_execution
+
+        child = child_execution(self, ctx.step, plan, params)  # the child it started before, if any, resumed
         self._children.add(child)
         ctx.print(f"child run {child.run_id} of flow {plan.name!r}\n")
         ctx.metrics["child_run_id"] = child.run_id

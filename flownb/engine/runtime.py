@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from flownb.engine import ownership
 from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.execution import RunExecution
 from flownb.engine.run import Run
@@ -115,6 +116,7 @@ def start_run(plan: RunPlan, params: dict[str, Any], *, timeout: float | None = 
     rt = runtime()
     capture.install()
     ex = rt.create(plan, params, timeout=timeout)
+    ownership.watch(rt, ex.store)  # its lease comes with its first record; a lost one stops it here
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)
 
@@ -122,22 +124,15 @@ def start_run(plan: RunPlan, params: dict[str, Any], *, timeout: float | None = 
 def resume_run(
     plan: RunPlan, run_id: str, *, params: dict[str, Any] | None = None, timeout: float | None = None
 ) -> Run:
-    from flownb.engine.resume import restore
-
+    """Resume a run: claim it (``RunActive`` while another live process owns it), then restore it."""
     rt = runtime()
     capture.install()
     for ex in rt.active.values():
         if ex.run_id.startswith(run_id):
             raise FlownbError(f"run {ex.run_id} is still running in this process; wait for it or cancel it")
     store = open_store(plan.db)
-    restored = restore(store, plan.graph, run_id)
-    if restored.flow != plan.name:
-        raise FlownbError(f"run {restored.run_id} belongs to flow {restored.flow!r}, not {plan.name!r}")
-    if restored.status in ("running", "waiting", "pending") and _owner_alive(store, restored.run_id):
-        raise FlownbError(
-            f"run {restored.run_id} is still {restored.status} in another process; "
-            "resume it once that process has ended (it then shows as interrupted)"
-        )
+    ownership.watch(rt, store)
+    restored = ownership.claim(store, plan, run_id)
     ex = rt.create(
         plan, {**restored.params, **(params or {})}, timeout=timeout, run_id=restored.run_id, restored=restored
     )
@@ -152,16 +147,3 @@ def find_active(run_id: str) -> RunExecution | None:
             return ex
     return None
 
-
-def _owner_alive(store: Any, run_id: str) -> bool:
-    import socket
-
-    from flownb.store.duckdb_store import _alive
-
-    df = store.query("SELECT status, host, pid FROM runs WHERE run_id = ?", [run_id])
-    if df.empty or df.iloc[0]["status"] not in ("running", "waiting", "pending"):
-        return False
-    host, pid = df.iloc[0]["host"], df.iloc[0]["pid"]
-    if host != socket.gethostname():
-        return True  # the view already marks it interrupted once its heartbeat is stale
-    return int(pid) != os.getpid() and _alive(int(pid))

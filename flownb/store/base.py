@@ -7,6 +7,7 @@ import contextlib
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from flownb.store.codecs import Encoded
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from flownb.store.lease import Lease
 
 DEFAULT_DB = Path(".flownb") / "flownb.duckdb"
 
@@ -70,9 +73,19 @@ class Store(ABC):
     ``submit`` returns a future that is done once the records are committed;
     the engine waits for it before starting any dependent of a completed step
     (``durability="sync"``). Records are only ever appended.
+
+    Ownership (store/lease.py): a run's lease is taken with its ``run_started``
+    record and given back with its ``run_ended``, in the same transaction; a resume
+    takes it with :meth:`claim_run`. A store commits a run's records only while this
+    process holds the run's current epoch (a late record of an older one is refused
+    with :class:`~flownb.errors.RunActive`), and a write of a run whose earlier
+    record failed never records the run as succeeded.
     """
 
     path: str
+    #: called as ``listener(run_id, lease)`` (from the store's thread) when this process finds
+    #: that another one took over a run it owned; ``lease`` is the new owner's
+    lease_listeners: list[Callable[[str, Lease | None], None]]
 
     @abstractmethod
     def submit(
@@ -115,7 +128,25 @@ class Store(ABC):
     def heartbeat(self, run_ids: list[str]) -> None: ...
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Commit what is queued, give back the leases of runs still owned here, let go of the file."""
+
+    @abstractmethod
+    def claim_run(self, run_id: str) -> int:
+        """Take the run's lease for this process (a resume does, before it reads the run); the new epoch.
+
+        Atomic between processes: of two concurrent claims exactly one succeeds. Raises
+        :class:`~flownb.errors.RunActive` while another live process owns the run.
+        The caller makes sure the run is not active in this process.
+        """
+
+    @abstractmethod
+    def release_run(self, run_id: str) -> None:
+        """Give back a lease this process claimed but will not use (the resume failed before starting)."""
+
+    @abstractmethod
+    def run_owner(self, run_id: str) -> Lease | None:
+        """The run's lease as recorded (``None`` when it has none: a run of an older flownb)."""
 
     def run_ids_like(self, prefix: str) -> list[str]:
         df = self.query(

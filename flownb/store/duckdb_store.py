@@ -1,12 +1,27 @@
-"""The DuckDB store: one writer thread per process, group commit, idle release.
+"""The DuckDB store: one writer thread per process, group commit, turns with the file.
 
-DuckDB lets one process at a time open a file for writing. The writer thread
-opens the file when there is work, commits everything queued in one
-transaction (group commit), and closes it after ``idle_release`` seconds
-without work so that another process (the CLI, a second notebook) can take
-its turn. A process that finds the file locked retries with backoff for
-``lock_timeout`` seconds, then raises :class:`~flownb.errors.StoreLocked`
-naming the holder's PID.
+Guarantees kept here:
+
+* **Group commit.** The writer thread commits everything queued in one
+  transaction; the future ``submit`` returns is done once it is committed.
+* **Turns** (turns.py). The file is open only during this process's turn. A
+  process that owns no live run lets go of it right after each batch of work (a
+  query); one that runs flows keeps it while it works, lets go after
+  ``idle_release`` seconds of quiet, and after a quantum when another process
+  waits. A process that gets no turn within ``lock_timeout`` seconds raises
+  :class:`~flownb.errors.StoreLocked` naming the holder and what it is doing.
+* **One owner** (lease.py). A run's lease is written with its ``run_started``
+  record and given back with its ``run_ended``, in the same transaction. Each
+  time this process takes its turn it reads the leases of the runs it owns (no
+  other process can change them while it has the file): a run another process
+  took over is lost, and its records are refused from then on, so a late record
+  of an older epoch never lands.
+* **Failures** (failures.py). Every DuckDB failure reaches the caller as one
+  :class:`~flownb.errors.StoreError`. A run whose record failed to commit is never
+  recorded as succeeded afterwards. A file that shrank while this process had it
+  open (truncated by another program) is damaged: every later operation fails
+  with that; damage DuckDB finds itself (a bad checksum) reads the same way.
+* **Read-only files** are opened read-only: they can be read; a write fails at once.
 """
 
 from __future__ import annotations
@@ -15,33 +30,32 @@ import contextlib
 import json
 import os
 import queue
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
-import orjson
 
-from flownb.errors import FlownbError, StoreLocked
-from flownb.store import codecs, schema
+from flownb.errors import FlownbError, RunActive, StoreError
+from flownb.store import batches, codecs, failures, lease, lease_table, schema
 from flownb.store.base import Decision, Event, Store, StoredValue
+from flownb.store.storefile import StoreFile
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 T = TypeVar("T")
-_LOCK_PID = re.compile(r"\(PID (\d+)\)")
 #: codecs whose records never have a row in ``_values``
 _NOT_IN_VALUES = ("module", codecs.VOLATILE)
 GATHER_SECONDS = 0.02
 GATHER_EVENTS = 5000
+#: how often a holder that works for live runs looks whether another process waits for the file
+_WAITER_POLL = 0.05
+#: how long closing waits for a turn to give back the leases of runs still owned here
+_CLOSE_WAIT = 5.0
 _STOP = object()
 
 
@@ -54,22 +68,45 @@ class _Write:
         self.future = future
         self.urgent = urgent
 
+    def runs(self) -> set[str]:
+        return {e.run_id for e in self.events} | {v.run_id for v in self.values}
+
 
 class _Call:
-    __slots__ = ("fn", "future")
+    __slots__ = ("chore", "fn", "future", "write")
 
-    def __init__(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], future: Future[Any]) -> None:
+    def __init__(
+        self, fn: Callable[[duckdb.DuckDBPyConnection], Any], future: Future[Any], write: bool, chore: bool
+    ) -> None:
         self.fn = fn
+        self.future = future
+        self.write = write
+        #: housekeeping (a lease renewal): it does not keep the file from being let go
+        self.chore = chore
+
+
+class _Flush:
+    """Done once everything queued before it is: it needs no turn with the file of its own."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future[None]) -> None:
         self.future = future
 
 
 class DuckDBStore(Store):
-    def __init__(self, path: str, *, lock_timeout: float | None = None, idle_release: float = 0.5) -> None:
+    def __init__(
+        self, path: str, *, lock_timeout: float | None = None, idle_release: float = 0.5,
+        lease_ttl: float | None = None,
+    ) -> None:  # fmt: skip
         self.path = path
         self.lock_timeout = (
             lock_timeout if lock_timeout is not None else float(os.environ.get("FLOWNB_LOCK_TIMEOUT", "30"))
         )
         self.idle_release = idle_release
+        self.lease_ttl = lease_ttl if lease_ttl is not None else lease.ttl_from_environment()
+        self.lease_listeners = []
+        self._owner = lease.me()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         #: held while the connection is in use: by the writer from taking work until it is
         #: done with it, or by a thread committing at once (``commit_now``)
@@ -77,14 +114,31 @@ class DuckDBStore(Store):
         self._last_use = time.monotonic()
         #: set when an op someone waits for is queued: it ends a gathering pause
         self._wake = threading.Event()
-        self._con: duckdb.DuckDBPyConnection | None = None
         self._closed = False
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._prepared = False
+        #: the runs this process owns, by epoch; the writer thread's alone
+        self._owned: dict[str, int] = {}
+        #: runs another process took over from this one (their records are refused)
+        self._lost: dict[str, lease.Lease | None] = {}
+        #: runs a record of which failed to commit (they never end succeeded)
+        self._failed: dict[str, BaseException] = {}
+        self._stop_renewing = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._file = StoreFile(path, self.lock_timeout)
         self._thread = threading.Thread(target=self._serve, name=f"flownb-store:{Path(path).name}", daemon=True)
         self._thread.start()
-        # create the schema and mark runs of dead local processes interrupted, now,
-        # so that a lock or a bad file is reported where the store is opened
-        self._call(_prepare)
+        # create the schema and mark runs of dead local owners interrupted, now, so that
+        # a lock or a bad file is reported where the store is opened
+        try:
+            self._call(lambda con: None, write=False)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def turn_waits(self) -> list[float]:
+        """Seconds each turn with the file was waited for (benchmarks/contention.py reads them)."""
+        return self._file.waits
 
     # -- the interface ------------------------------------------------------
 
@@ -92,6 +146,9 @@ class DuckDBStore(Store):
         self, events: list[Event], values: list[StoredValue] | None = None, *, urgent: bool = True
     ) -> Future[None]:
         future: Future[None] = Future()
+        if self._file.read_only:
+            future.set_exception(self._file.read_only_error())
+            return future
         self._queue.put(_Write(events, values or [], future, urgent))
         if urgent:
             self._wake.set()
@@ -99,35 +156,45 @@ class DuckDBStore(Store):
 
     def commit_now(self, events: list[Event], values: list[StoredValue]) -> Future[None] | None:
         """Commit on the calling thread when the writer is idle with the file open and
-        nothing queued (so nothing submitted earlier is overtaken); else ``None``."""
-        if self._con is None or not self._queue.empty() or not self._io.acquire(blocking=False):
+        nothing queued (so nothing submitted earlier is overtaken); else ``None``.
+        Also ``None`` when this process's turn is due to end: the writer then hands over."""
+        if self._file.con is None or not self._queue.empty() or not self._io.acquire(blocking=False):
             return None
         try:
-            con = self._con
-            if con is None or not self._queue.empty():
+            con = self._file.con
+            if con is None or not self._queue.empty() or self._file.turns.yield_due():
                 return None
             write = _Write(events, values, Future(), urgent=True)
+            try:
+                self._file.check_intact()
+            except StoreError as exc:
+                write.future.set_exception(exc)
+                return write.future
             self._commit(con, [write])
+            self._file.note_size()
             self._last_use = time.monotonic()
             return write.future
         finally:
             self._io.release()
 
     def flush(self, timeout: float | None = None) -> None:
-        self._call(lambda con: None, timeout=timeout)
+        if self._closed:
+            raise failures.error(self.path, "closed", "the store is closed", "open it again with open_store")
+        future: Future[None] = Future()
+        self._queue.put(_Flush(future))
+        self._wake.set()
+        future.result(timeout)
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
-        def run(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-            return _frame(con, sql, params)
-
-        return self._call(run)
+        return self._call(lambda con: batches.frame(con, sql, params), write=False)
 
     def run_events(self, run_id: str) -> list[Event]:
         rows = self._call(
             lambda con: con.execute(
                 "SELECT run_id, seq, epoch_us(ts), step, event, payload FROM events WHERE run_id = ? ORDER BY seq",
                 [run_id],
-            ).fetchall()
+            ).fetchall(),
+            write=False,
         )
         return [
             Event(run_id=r[0], seq=r[1], at=r[2] / 1_000_000, step=r[3], event=r[4], payload=json.loads(r[5] or "{}"))
@@ -143,14 +210,17 @@ class DuckDBStore(Store):
             lambda con: con.execute(
                 "SELECT data FROM _values WHERE run_id = ? AND step = ? AND name = ? AND hash = ?",
                 [run_id, step, name, output["hash"]],
-            ).fetchall()
+            ).fetchall(),
+            write=False,
         )
         if rows:
             return codecs.decode(codec, blob=rows[0][0])
         table_name = output.get("table")
         if table_name:  # written before tables were also kept as Arrow streams
-            arrow = self._call(lambda con: con.sql(f'SELECT * FROM "{table_name}"').to_arrow_table())  # noqa: S608
-            return codecs.decode(codec, table=_read_all(arrow))
+            arrow = self._call(
+                lambda con: con.sql(f'SELECT * FROM "{table_name}"').to_arrow_table(), write=False  # noqa: S608
+            )
+            return codecs.decode(codec, table=batches.read_all(arrow))
         raise FlownbError(f"the stored value of {step}.{name} in run {run_id} is missing")
 
     def post_decision(self, decision: Decision) -> None:
@@ -168,55 +238,85 @@ class DuckDBStore(Store):
                 "SELECT run_id, step, decision, decided_by, comment, via, epoch_us(ts) FROM _inbox "
                 "WHERE run_id = ? ORDER BY ts",
                 [run_id],
-            ).fetchall()
+            ).fetchall(),
+            write=False,
         )
-        return [Decision(r[0], r[1], r[2], r[3], r[4], r[5], _utc(r[6])) for r in rows]
+        return [Decision(r[0], r[1], r[2], r[3], r[4], r[5], batches.utc(r[6])) for r in rows]
 
     def heartbeat(self, run_ids: list[str]) -> None:
-        if not run_ids:
-            return
-        self._call(
-            lambda con: con.executemany(
-                "INSERT OR REPLACE INTO _heartbeats VALUES (?, now())", [[r] for r in run_ids]
-            )
-        )
+        """Renew this process's leases now (they are renewed every ``ttl / 10`` seconds anyway)."""
+        if self._owned and not self._file.read_only:
+            self._call(self._renew)
+
+    def claim_run(self, run_id: str) -> int:
+        return self._call(lambda con: self._claim(con, run_id))
+
+    def release_run(self, run_id: str) -> None:
+        self._call(lambda con: self._give_back(con, [run_id]))
+
+    def run_owner(self, run_id: str) -> lease.Lease | None:
+        return self._call(lambda con: lease_table.lease_of(con, run_id), write=False)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._stop_renewing.set()
         self._queue.put(_STOP)
         self._wake.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=30 + _CLOSE_WAIT)
 
     # -- the writer thread ----------------------------------------------------
 
-    def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T], timeout: float | None = None) -> T:
+    def _call(
+        self, fn: Callable[[duckdb.DuckDBPyConnection], T], timeout: float | None = None, *, write: bool = True,
+        chore: bool = False,
+    ) -> T:  # fmt: skip
         if self._closed:
-            raise FlownbError(f"the store {self.path} is closed")
+            raise failures.error(self.path, "closed", "the store is closed", "open it again with open_store")
+        if write and self._file.read_only:
+            raise self._file.read_only_error()
         future: Future[T] = Future()
-        self._queue.put(_Call(fn, future))
+        self._queue.put(_Call(fn, future, write, chore))
         self._wake.set()
         return future.result(timeout)
 
     def _serve(self) -> None:
         while True:
-            idle_for = None if self._con is None else self._last_use + self.idle_release - time.monotonic()
             try:
-                first = self._queue.get(timeout=max(idle_for, 0.0) if idle_for is not None else None)
+                first = self._queue.get(timeout=self._quiet_wait())
             except queue.Empty:
                 with self._io:  # unless someone committed at once meanwhile
-                    if time.monotonic() - self._last_use >= self.idle_release:
+                    if self._file.con is not None and self._let_go():
                         self._release()
                 continue
             with self._io:
                 batch = self._gather(first)
                 stop = any(op is _STOP for op in batch)
                 self._handle([op for op in batch if op is not _STOP])
-                self._last_use = time.monotonic()
+                if not all(isinstance(op, _Call) and op.chore for op in batch):
+                    self._last_use = time.monotonic()
                 if stop:
-                    self._release()
+                    self._shut()
                     return
+                if self._file.con is not None and self._let_go():
+                    self._release()
+
+    def _quiet_wait(self) -> float | None:
+        """How long to wait for work: forever without the file; with it, until the idle
+        release, looking now and then whether another process waits for it."""
+        if self._file.con is None:
+            return None
+        left = self._last_use + self.idle_release - time.monotonic()
+        return max(0.0, min(left, _WAITER_POLL))
+
+    def _let_go(self) -> bool:
+        """Whether this turn with the file ends now (see the module docstring)."""
+        if not self._owned and self._queue.empty():
+            return True  # this process runs no flow: it lets go right after each query
+        if time.monotonic() - self._last_use >= self.idle_release:
+            return True  # quiet for a while (a renewal alone does not count as work)
+        return self._file.turns.yield_due()
 
     def _gather(self, first: Any) -> list[Any]:
         """Everything queued; and when nobody waits for it, what comes in the next
@@ -242,10 +342,19 @@ class DuckDBStore(Store):
             self._wake.wait(left)
 
     def _handle(self, batch: list[Any]) -> None:
+        if all(isinstance(op, _Flush) for op in batch):
+            for op in batch:  # everything before them is done: no turn with the file needed
+                op.future.set_result(None)
+            return
         try:
             con = self._connect()
+            self._file.check_intact()
         except BaseException as exc:  # noqa: BLE001  (every waiter must hear of it)
+            if self._file.damage is not None:
+                self._release()
             for op in batch:
+                if isinstance(op, _Write):
+                    self._mark_failed(op, exc)
                 op.future.set_exception(exc)
             return
         writes: list[_Write] = []
@@ -255,238 +364,194 @@ class DuckDBStore(Store):
                 continue
             self._commit(con, writes)
             writes = []
+            if isinstance(op, _Flush):
+                op.future.set_result(None)
+                continue
+            if self._file.con is None:  # a failure above closed the database
+                op.future.set_exception(self._file.damage or failures.error(self.path, failures.FAILED, "it closed"))
+                continue
             try:
                 op.future.set_result(op.fn(con))
             except BaseException as exc:  # noqa: BLE001
-                op.future.set_exception(_explain(exc, self.path))
+                op.future.set_exception(self._failure(exc))
             finally:
                 # a result an op left unread would make every later query on this
                 # connection fail ("unfinished result from execute()")
                 with contextlib.suppress(duckdb.Error):
                     con.abort()
         self._commit(con, writes)
+        self._file.note_size()
 
     def _commit(self, con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
+        if self._lost or self._failed:
+            writes = self._fenced(con, writes)
         if not writes:
             return
+        if self._file.con is None:  # a failure closed the database; the next batch opens it again
+            for w in writes:
+                w.future.set_exception(self._file.damage or failures.error(self.path, failures.FAILED, "it closed"))
+            return
+        events = [e for w in writes for e in w.events]
+        values = [v for w in writes for v in w.values]
+        started, ended = batches.lease_changes(events)
         try:
-            _write(con, writes)
-        except Exception:  # noqa: BLE001  (find the bad write; commit the others)
-            if len(writes) == 1:
-                import sys
-
-                writes[0].future.set_exception(_explain(sys.exc_info()[1], self.path))  # type: ignore[arg-type]
+            batches.write(con, events, values, leases=self._lease_rows(started, ended) if started or ended else None)
+        except Exception as exc:  # noqa: BLE001  (find the bad write; commit the others)
+            error = self._failure(exc)
+            if len(writes) == 1 or self._file.con is None or self._file.damage is not None:
+                for w in writes:
+                    self._mark_failed(w, error)
+                    w.future.set_exception(error)
                 return
             for w in writes:
                 self._commit(con, [w])
             return
+        for run in started:
+            self._owned[run] = 1
+            self._start_renewing()
+        for run in ended:
+            self._owned.pop(run, None)
+            self._failed.pop(run, None)
         for w in writes:
             w.future.set_result(None)
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        if self._con is not None:
-            return self._con
-        started = time.monotonic()
-        delay = 0.02
-        while True:
-            try:
-                self._con = duckdb.connect(self.path)
-                return self._con
-            except duckdb.IOException as exc:
-                text = str(exc)
-                if "lock" not in text.lower():
-                    raise FlownbError(f"cannot open the store {self.path}: {text}") from None
-                waited = time.monotonic() - started
-                if waited >= self.lock_timeout:
-                    match = _LOCK_PID.search(text)
-                    raise StoreLocked(self.path, int(match.group(1)) if match else None, waited) from None
-                time.sleep(min(delay, max(0.0, self.lock_timeout - waited)))
-                delay = min(delay * 1.5, 0.5)
+    def _fenced(self, con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> list[_Write]:
+        """The writes this process may still commit: none of a run another process took
+        over; none that would end succeeded a run whose earlier record failed."""
+        kept: list[_Write] = []
+        for w in writes:
+            refusal: BaseException | None = None
+            for run in w.runs():
+                if run in self._lost:
+                    taker = self._lost[run]
+                    refusal = RunActive(
+                        run, taker.owner.pid if taker else None, taker.owner.host if taker else None,
+                        detail=f" (it took the run over{f', epoch {taker.epoch}' if taker else ''}; "
+                        "this process's late records of it are refused)",
+                    )  # fmt: skip
+                elif run in self._failed and _ends_succeeded(w, run):
+                    refusal = failures.error(
+                        self.path, failures.FAILED,
+                        f"run {run} is not recorded as succeeded: an earlier record of it could not be written "
+                        f"({self._failed[run]})", "resume the run once the store works again",
+                    )  # fmt: skip
+                    # it shows as interrupted (resumable), not as running forever
+                    with contextlib.suppress(duckdb.Error):
+                        self._give_back(con, [run])
+            if refusal is None:
+                kept.append(w)
+            else:
+                w.future.set_exception(refusal)
+        return kept
+
+    def _mark_failed(self, write: _Write, error: BaseException) -> None:
+        if isinstance(error, RunActive):
+            return
+        for run in write.runs():
+            self._failed.setdefault(run, error)
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        return self._file.failure(exc)
+
+    # -- turns with the file (storefile.py) ----------------------------------------
+
+    def _connect(self, wait: float | None = None) -> duckdb.DuckDBPyConnection:
+        return self._file.open(self._about(), self._ready, wait)
+
+    def _ready(self, con: duckdb.DuckDBPyConnection) -> None:
+        """At the start of each turn: the schema once, and which of this process's runs
+        another process took over meanwhile."""
+        if not self._prepared:
+            if not self._file.read_only:  # the schema, the views, dead local owners' runs interrupted
+                con.execute(schema.TABLES)
+                con.execute(schema.VIEWS)
+                lease_table.sweep(con, self._owner)
+            self._prepared = True
+        self._verify_leases(con)
 
     def _release(self) -> None:
-        if self._con is not None:
-            con, self._con = self._con, None
-            con.close()
+        self._file.close()
+
+    def _shut(self) -> None:
+        """Closing: give back the leases of runs still owned here (their process is ending),
+        let go of the file and of the lock file."""
+        if self._owned and not self._file.read_only and self._file.damage is None:
+            with contextlib.suppress(Exception):
+                self._give_back(self._connect(wait=_CLOSE_WAIT), list(self._owned))
+        self._file.shut()
+
+    def _about(self) -> dict[str, Any]:
+        """Who this process is and what it does, for a StoreLocked of another process."""
+        runs = sorted(self._owned)
+        if not runs:
+            doing = "querying it"
+        elif len(runs) == 1:
+            doing = f"running a flow (run {runs[0]})"
+        else:
+            doing = f"running {len(runs)} flows (runs {', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''})"
+        return {"pid": self._owner.pid, "host": self._owner.host, "doing": doing}
+
+    # -- leases (lease.py, lease_table.py); on the writer thread, during this process's turn ----
+
+    def _lease_rows(self, started: list[str], ended: list[str]) -> Callable[[duckdb.DuckDBPyConnection], None]:
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            lease_table.take_new(con, self._owner, self.lease_ttl, started)
+            if ended:
+                lease_table.give_back(con, self._owner, ended)
+
+        return write
+
+    def _claim(self, con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+        epoch = lease_table.claim(con, self._owner, self.lease_ttl, run_id)
+        self._owned[run_id] = epoch
+        self._lost.pop(run_id, None)
+        self._failed.pop(run_id, None)
+        self._start_renewing()
+        return epoch
+
+    def _give_back(self, con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
+        lease_table.give_back(con, self._owner, run_ids)
+        for run in run_ids:
+            self._owned.pop(run, None)
+
+    def _renew(self, con: duckdb.DuckDBPyConnection) -> None:
+        lease_table.renew(con, self._owner)
+
+    def _verify_leases(self, con: duckdb.DuckDBPyConnection) -> None:
+        """At the start of a turn: which of this process's runs another process took over."""
+        if not self._owned:
+            return
+        found = lease_table.current(con, list(self._owned))
+        for run, epoch in list(self._owned.items()):
+            now = found.get(run)
+            if now is None or now.epoch != epoch or now.owner != self._owner or not now.held:
+                del self._owned[run]
+                self._lost[run] = now
+                for listener in list(self.lease_listeners):
+                    with contextlib.suppress(Exception):  # a listener must never break the writer
+                        listener(run, now)
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None:
+            self._renewer = threading.Thread(
+                target=self._renew_forever, name=f"flownb-lease:{Path(self.path).name}", daemon=True
+            )
+            self._renewer.start()
+
+    def _renew_forever(self) -> None:
+        """Renew this process's leases every ``ttl / 10`` seconds while it owns runs.
+
+        A thread of its own: the engine's loop may be busy for as long as a step
+        takes, and a lease must outlive any step. The renewal waits for a turn
+        with the file like any write; a failed one is tried again next period."""
+        period = lease.renew_every(self.lease_ttl)
+        while not self._stop_renewing.wait(period):
+            if self._owned:
+                with contextlib.suppress(Exception):
+                    self._call(self._renew, chore=True)
 
 
-def _write(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
-    """Commit a group of writes in one transaction: one table in the common case.
-
-    A table output is kept twice: its exact Arrow stream in ``_values`` (what
-    resume loads) and a DuckDB table of the same name for users' SQL. A table
-    DuckDB cannot make (a type it does not know) is left out and the rest is
-    committed again without it: the value itself is safe in ``_values``.
-    """
-    events = [e for w in writes for e in w.events]
-    values = [v for w in writes for v in w.values]
-    if not values:
-        _insert_events(con, events)
-        return
-    without_sql: set[int] = set()
-    while True:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            failed = _write_values(con, values, without_sql)
-            if failed is None:
-                _insert_events(con, events)
-                con.execute("COMMIT")
-                return
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("ROLLBACK")
-        without_sql.add(failed)
-
-
-def _write_values(con: duckdb.DuckDBPyConnection, values: list[StoredValue], without_sql: set[int]) -> int | None:
-    """Write the values; the index of a SQL table DuckDB refused, else ``None``."""
-    rows = [
-        [v.run_id, v.step, v.name, v.encoded.hash, v.encoded.codec, v.encoded.blob]
-        for v in values if v.encoded.blob is not None
-    ]  # fmt: skip
-    if rows:
-        con.executemany("INSERT INTO _values VALUES (?, ?, ?, ?, ?, ?)", rows)
-    for i, v in enumerate(values):
-        if v.table_name and v.encoded.table is not None and i not in without_sql:
-            arrow_value = v.encoded.table  # noqa: F841  (read by name in the SQL)
-            try:
-                # the name is made by the recorder from a run id and a step name (identifiers)
-                con.execute(f'CREATE OR REPLACE TABLE "{v.table_name}" AS SELECT * FROM arrow_value')  # noqa: S608
-            except (duckdb.NotImplementedException, duckdb.InvalidInputException, duckdb.ConversionException,
-                    duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException):  # fmt: skip
-                return i
-    return None
-
-
-_SMALL_BATCH = 16
-_ROW = "(?, ?, make_timestamptz(?), ?, ?, ?)"
-
-
-def _insert_events(con: duckdb.DuckDBPyConnection, events: list[Event]) -> None:
-    """One statement: bound values for a few rows (a chain's commit), Arrow for many."""
-    if not events:
-        return
-    if len(events) <= _SMALL_BATCH:
-        args: list[Any] = []
-        for e, payload in zip(events, _payloads(events), strict=True):
-            args += [e.run_id, e.seq, int(e.at * 1_000_000), e.step, e.event, payload]
-        # only placeholders are joined into the statement; every value is bound
-        con.execute("INSERT INTO events VALUES " + ", ".join([_ROW] * len(events)), args)  # noqa: S608
-        return
-    batch = _events_table(events)  # noqa: F841  (read by name in the SQL below)
-    con.execute("INSERT INTO events SELECT * FROM batch")
-
-
-def _events_table(events: list[Event]) -> pa.Table:
-    """The Arrow batch of a group commit (about 2 us an event; datetimes go as ints)."""
-    import pyarrow as pa
-
-    micros = pa.array([int(e.at * 1_000_000) for e in events], pa.int64())
-    return pa.table(
-        {
-            "run_id": pa.array([e.run_id for e in events], pa.string()),
-            "seq": pa.array([e.seq for e in events], pa.int64()),
-            "ts": micros.cast(pa.timestamp("us", tz="UTC")),
-            "step": pa.array([e.step for e in events], pa.string()),
-            "event": pa.array([e.event for e in events], pa.string()),
-            "payload": pa.array(_payloads(events), pa.string()),
-        }
+def _ends_succeeded(write: _Write, run: str) -> bool:
+    return any(
+        e.run_id == run and e.event == batches.ENDED and e.payload.get("status") == "succeeded" for e in write.events
     )
-
-
-def _payloads(events: list[Event]) -> list[str]:
-    """The events' payloads as JSON text; what JSON text cannot hold is escaped, never fatal.
-
-    A step may print a lone surrogate (``'\\ud800'``), a metric may be an int past 64
-    bits: orjson refuses both, and one refused payload would fail the whole commit.
-    The common case pays for no check: only a batch that fails is written again, escaped.
-    """
-    dumps, opts = orjson.dumps, orjson.OPT_NON_STR_KEYS
-    try:
-        return [dumps(e.payload, default=str, option=opts).decode() for e in events]
-    except orjson.JSONEncodeError:
-        return [dumps(_escaped(e.payload), default=str, option=opts).decode() for e in events]
-
-
-def _escaped(value: Any, depth: int = 0) -> Any:
-    """``value`` with text made valid UTF-8 (``errors="backslashreplace"``), ints past 64
-    bits and anything else JSON has no form for as (escaped) text, nesting cut at 200."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if value is None or isinstance(value, bool | float):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**64 else str(value)
-    if depth < 200 and isinstance(value, dict):
-        return {_escaped(k if isinstance(k, str) else str(k)): _escaped(v, depth + 1) for k, v in value.items()}
-    if depth < 200 and isinstance(value, list | tuple):
-        return [_escaped(v, depth + 1) for v in value]
-    return _escaped(str(value) if depth < 200 else "...")
-
-
-def _utc(micros: int) -> datetime:
-    # fetching TIMESTAMPTZ as Python objects would need pytz; epoch micros need nothing
-    return datetime.fromtimestamp(micros / 1_000_000, UTC)
-
-
-def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: Any) -> pd.DataFrame:
-    """A query's answer as a DataFrame, by way of Arrow.
-
-    (DuckDB's own ``.df()`` uses a pandas call that pandas 3 deprecates.)
-    """
-    relation = con.sql(sql, params=params)
-    if relation is None:  # a statement that returns nothing
-        import pandas as pd
-
-        return pd.DataFrame()
-    frame: pd.DataFrame = relation.to_arrow_table().to_pandas()
-    return frame
-
-
-def _read_all(result: Any) -> Any:
-    return result.read_all() if hasattr(result, "read_all") else result
-
-
-def _prepare(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(schema.TABLES)
-    con.execute(schema.VIEWS)
-    mark_dead_runs_interrupted(con)
-
-
-def mark_dead_runs_interrupted(con: duckdb.DuckDBPyConnection) -> None:
-    """Runs of this host whose process is gone are interrupted (resumable)."""
-    rows = con.execute(
-        "SELECT run_id, pid FROM runs WHERE status IN ('running', 'waiting', 'pending') AND host = ?",
-        [socket.gethostname()],
-    ).fetchall()
-    dead = [run_id for run_id, pid in rows if pid != os.getpid() and not _alive(pid)]
-    if dead:
-        con.execute(
-            "INSERT INTO events SELECT run_id, max(seq) + 1, now(), NULL, 'run_status', "
-            "'{\"status\":\"interrupted\",\"reason\":\"its process is gone\"}' "
-            "FROM events WHERE run_id IN (SELECT unnest(?)) GROUP BY run_id",
-            [dead],
-        )
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (killed but not yet reaped by its parent) is gone for our purposes
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _explain(exc: BaseException, path: str) -> BaseException:
-    if isinstance(exc, duckdb.Error) and not isinstance(exc, FlownbError):
-        return FlownbError(f"store {path}: {exc}")
-    return exc

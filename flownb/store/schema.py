@@ -4,9 +4,16 @@ Everything the engine records is appended to one table, ``events``: a commit
 then touches one table, which DuckDB commits in about the time of a single row
 (measured: a second table in the same transaction costs as much again). The
 current state of runs, steps, approvals and outputs is derived by views.
+
+A run's ``status`` is its latest recorded one, except that a live run (pending,
+running, waiting, paused) whose lease is not held or not renewed in time shows as
+``interrupted`` (store/lease.py has the rule); ``host`` and ``pid`` name the process
+that owns it, or owned it last.
 """
 
 from __future__ import annotations
+
+from flownb.store.lease import INTERRUPTED_SQL, LIVE_STATUSES
 
 EVENTS_COLUMNS = ("run_id", "seq", "ts", "step", "event", "payload")
 
@@ -22,10 +29,15 @@ CREATE TABLE IF NOT EXISTS _inbox (
     decision VARCHAR NOT NULL, decided_by VARCHAR, comment VARCHAR, via VARCHAR);
 CREATE TABLE IF NOT EXISTS _heartbeats (
     run_id VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS _leases (
+    run_id VARCHAR NOT NULL, epoch BIGINT NOT NULL, owner VARCHAR NOT NULL, pid BIGINT NOT NULL,
+    host VARCHAR NOT NULL, node VARCHAR NOT NULL, proc_start DOUBLE NOT NULL,
+    renewed_at TIMESTAMPTZ NOT NULL, ttl_s DOUBLE NOT NULL, state VARCHAR NOT NULL);
 """
+# _heartbeats is read by nothing now (leases replaced it); kept so that older files open alike.
+# _leases has one row per run, written under the file lock only (see store/lease.py).
 
-#: a run whose owner has not been heard of for this long shows as interrupted
-STALE_SECONDS = 60
+_LIVE = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
 
 VIEWS = f"""
 CREATE OR REPLACE VIEW runs AS
@@ -35,15 +47,10 @@ WITH started AS (
 latest AS (
     SELECT run_id, arg_max(payload->>'status', seq) AS status,
            arg_max(ts, seq) AS status_at, arg_max(payload, seq) AS p
-    FROM events WHERE event IN ('run_started', 'run_status', 'run_ended') GROUP BY run_id),
-seen AS (
-    SELECT run_id, max(ts) AS ts FROM (
-        SELECT run_id, ts FROM events UNION ALL SELECT run_id, ts FROM _heartbeats)
-    GROUP BY run_id)
+    FROM events WHERE event IN ('run_started', 'run_status', 'run_ended') GROUP BY run_id)
 SELECT s.run_id,
        s.p->>'flow' AS flow,
-       CASE WHEN l.status IN ('running', 'waiting', 'pending')
-                 AND seen.ts < now() - INTERVAL {STALE_SECONDS} SECOND
+       CASE WHEN l.status IN ({_LIVE}) AND {INTERRUPTED_SQL}
             THEN 'interrupted' ELSE l.status END AS status,
        s.p->'params' AS params,
        s.started_at,
@@ -51,12 +58,12 @@ SELECT s.run_id,
        CASE WHEN l.status IN ('succeeded', 'failed', 'cancelled')
             THEN date_diff('microsecond', s.started_at, l.status_at) / 1000.0 END AS duration_ms,
        l.p->>'error' AS error,
-       s.p->>'host' AS host,
-       CAST(s.p->>'pid' AS INTEGER) AS pid,
+       COALESCE(o.host, s.p->>'host') AS host,
+       CAST(COALESCE(o.pid, CAST(s.p->>'pid' AS BIGINT)) AS INTEGER) AS pid,
        s.p->>'notebook' AS notebook,
        s.p->>'flow_hash' AS flow_hash,
        s.p->>'parent_run_id' AS parent_run_id
-FROM started s JOIN latest l USING (run_id) LEFT JOIN seen USING (run_id);
+FROM started s JOIN latest l USING (run_id) LEFT JOIN _leases o USING (run_id);
 
 CREATE OR REPLACE VIEW steps AS
 SELECT run_id, step,

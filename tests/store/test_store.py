@@ -84,7 +84,7 @@ def test_the_connection_is_released_when_idle(db: str) -> None:
     store.flush()
     done = threading.Event()
     for _ in range(200):
-        if store._con is None:  # released after idle_release
+        if store._file.con is None:  # released after idle_release
             done.set()
             break
         threading.Event().wait(0.05)
@@ -155,6 +155,9 @@ def _commit_when_idle(store: DuckDBStore, event: Event) -> Future[None]:
 def test_commit_now_commits_on_the_calling_thread_only_when_the_writer_is_idle(tmp_path: Path) -> None:
     store = DuckDBStore(str(tmp_path / "now.duckdb"), idle_release=0.3)
     try:
+        # a process keeps the file between commits only while it runs a flow (else it lets go
+        # after each query): this one owns a live run
+        store.submit([Event("live", 1, "run_started", None, {"flow": "f", "status": "running"})]).result(10)
         store.flush()  # the file is open and nothing is queued
         done = _commit_when_idle(store, _event("r1", 1))
         assert done.done() and done.exception() is None
@@ -176,10 +179,10 @@ def test_commit_now_commits_on_the_calling_thread_only_when_the_writer_is_idle(t
             time.sleep(0.05)
         assert store.query("SELECT count(*) AS n FROM events WHERE run_id = 'r3'")["n"][0] == 20
         for _ in range(200):
-            if store._con is None:
+            if store._file.con is None:
                 break
             time.sleep(0.05)
-        assert store._con is None
+        assert store._file.con is None
         assert store.commit_now([_event("r4", 1)], []) is None  # closed: the writer opens it again
     finally:
         store.close()

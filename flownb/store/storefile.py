@@ -1,0 +1,189 @@
+"""The store's file during this process's turns: where it may be, opening it, noticing damage.
+
+Kept here:
+
+* **No surprise directories.** A store's directory must exist; only the default
+  ``.flownb/`` is made. A mistyped ``--db`` is a one-line error, never a new directory.
+* **Turns** (turns.py): the file is open only while this process has its turn; a
+  holder outside the turns (another program) is waited for with backoff. Either way,
+  no turn within the wait is a :class:`~flownb.errors.StoreLocked` naming the holder.
+* **Read-only files** (not writable by this process, or in a directory it may not
+  write: DuckDB writes a ``.wal`` beside the file) are opened read-only.
+* **Damage.** Nobody else may write the file during this process's turn, and DuckDB
+  shrinks it only inside our own calls: a file shorter than after our last operation
+  was truncated (or removed) by someone else. Damage is remembered; every later use
+  fails with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from flownb.errors import StoreError, StoreLocked
+from flownb.store import failures
+from flownb.store.base import DEFAULT_DB
+from flownb.store.turns import Turns, TurnTimeout
+
+
+class StoreFile:
+    """One process's access to one store file (its store's writer thread's alone)."""
+
+    def __init__(self, path: str, lock_timeout: float) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        check_location(path)
+        self.read_only = _read_only(path)
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.damage: StoreError | None = None
+        self.turns = Turns(path)
+        #: seconds each turn with the file was waited for (benchmarks/contention.py reads them)
+        self.waits: list[float] = []
+        self._size_seen: int | None = None
+
+    def open(
+        self, about: dict[str, Any], ready: Callable[[duckdb.DuckDBPyConnection], None], wait: float | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        """The connection of this turn: waits for the turn (``StoreLocked`` after ``wait``,
+        default ``lock_timeout``), opens the file and calls ``ready`` with it first."""
+        if self.con is not None:
+            return self.con
+        if self.damage is not None:
+            raise self.damage
+        deadline = time.monotonic() + (self.lock_timeout if wait is None else wait)
+        try:
+            waited = self.turns.acquire(deadline, about)
+        except TurnTimeout as timeout:
+            h = timeout.holder
+            pid, host, doing = h.get("pid"), h.get("host"), h.get("doing")
+            raise StoreLocked(self.path, pid, timeout.waited, host=host, doing=doing) from None
+        if len(self.waits) < 100_000:
+            self.waits.append(waited)
+        try:
+            con = self._connect(deadline)
+            try:
+                ready(con)
+            except BaseException:
+                con.close()
+                raise
+        except BaseException:
+            self.turns.release()
+            raise
+        self.con = con
+        self.note_size()
+        return con
+
+    def _connect(self, deadline: float) -> duckdb.DuckDBPyConnection:
+        started = time.monotonic()
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(self.path, read_only=self.read_only)
+            except duckdb.Error as exc:
+                if failures.is_lock_conflict(exc):  # a holder that does not take turns
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise StoreLocked(
+                            self.path, failures.lock_holder_pid(exc), now - started,
+                            doing="holding it outside flownb's turns (another program, or an older flownb)",
+                        ) from None  # fmt: skip
+                    time.sleep(min(delay, max(0.0, deadline - now)))
+                    delay = min(delay * 1.5, 0.5)
+                    continue
+                if not self.read_only and failures.cause_of(exc) == failures.READ_ONLY and os.path.exists(self.path):
+                    self.read_only = True  # still readable: open it for reading only
+                    continue
+                raise self.failure(exc, doing="opening it") from None
+
+    def close(self) -> None:
+        """End this turn: close the file (DuckDB checkpoints) and let the next process have it."""
+        if self.con is not None:
+            con, self.con = self.con, None
+            try:
+                with contextlib.suppress(duckdb.Error):  # a failure was reported already
+                    con.close()
+            finally:
+                self._size_seen = None
+                self.turns.release()
+
+    def shut(self) -> None:
+        self.close()
+        self.turns.close()
+
+    def failure(self, exc: BaseException, *, doing: str = "") -> BaseException:
+        """``exc`` as the caller hears it; damage is remembered, and a database DuckDB gave
+        up on ("invalidated") is closed: the next turn opens it again."""
+        error = failures.explain(exc, self.path, doing=doing)
+        if isinstance(error, StoreError) and error.cause == failures.DAMAGED:
+            self.damage = self.damage or error
+        if failures.is_invalidated(exc) or self.damage is not None:
+            self.close()
+        return error
+
+    def note_size(self) -> None:
+        if self.con is None:
+            return
+        try:
+            self._size_seen = os.stat(self.path).st_size
+        except OSError:
+            self._size_seen = None
+
+    def check_intact(self) -> None:
+        """The file has not shrunk since this process's last operation in this turn."""
+        if self.damage is not None:
+            raise self.damage
+        seen = self._size_seen
+        if seen is None:
+            return
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            size = -1
+        if size < seen:
+            what = "was removed" if size < 0 else f"shrank from {seen} to {size} bytes"
+            self.damage = failures.error(
+                self.path, failures.DAMAGED,
+                f"the file {what} while this process had it open (truncated by another program?); "
+                "records written since may be lost",
+            )  # fmt: skip
+            self.close()
+            raise self.damage
+
+    def read_only_error(self) -> StoreError:
+        return failures.error(
+            self.path, failures.READ_ONLY,
+            "the file is read-only: it can be read (history, sql, show), not written",
+            "make it writable, or run flows with another store (--db, FLOWNB_DB or Flow(db=...))",
+        )  # fmt: skip
+
+
+def check_location(path: str) -> None:
+    """The store's directory exists; only the default ``.flownb/`` is made."""
+    p = Path(path)
+    if p.is_dir():
+        raise failures.error(path, failures.MISSING, "that path is a directory, not a store file")
+    parent = p.parent
+    if parent.is_dir():
+        return
+    if parent == Path(DEFAULT_DB).parent.resolve():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise failures.explain(exc, path, doing=f"creating {parent}") from None
+        return
+    what = f"{parent} is not a directory" if parent.exists() else f"the directory {parent} does not exist"
+    raise failures.error(path, failures.MISSING, what)
+
+
+def _read_only(path: str) -> bool:
+    """A file this process may not write, or in a directory it may not write. A missing file
+    is created (not read-only)."""
+    if not os.path.exists(path):
+        return False
+    return not (os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK))

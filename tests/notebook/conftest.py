@@ -107,6 +107,7 @@ class Kernel:
 
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
+    (tmp_path / "store").mkdir(exist_ok=True)  # flownb makes no directory but .flownb/ for a store
     return tmp_path / "store" / f"flownb-{uuid.uuid4().hex[:6]}.duckdb"
 
 

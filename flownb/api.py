@@ -16,6 +16,7 @@ from flownb.steps.registry import get_kind
 
 if TYPE_CHECKING:
     from flownb.engine.run import Run
+    from flownb.store.schedules import Schedule
 
 
 class Flow(FlowDefinition):
@@ -59,6 +60,24 @@ class Flow(FlowDefinition):
         from flownb.engine.runtime import resume_run
 
         return resume_run(self.plan(), run_id, params=dict(params or {}), timeout=timeout)
+
+    def schedule(
+        self, cron: str, *, tz: str = "UTC", params: Mapping[str, Any] | None = None, name: str | None = None,
+        catchup: str = "latest",
+    ) -> Schedule:  # fmt: skip
+        """Run this flow at every time ``cron`` names, in time zone ``tz``, while a server serves it.
+
+        Stored in the store's ``schedules`` table (``flownb serve`` fires it); a bad cron
+        expression or time zone raises :class:`FlowDefinitionError` here, before anything is
+        stored. ``name`` defaults to the flow's name, so scheduling again replaces the
+        schedule (unchanged, it changes nothing). Fires missed while no server ran start one
+        run (``catchup="latest"``) or none (``"none"``). Needs ``pip install 'flownb[serve]'``.
+        """
+        from flownb.store import schedules
+        from flownb.store.base import open_store
+
+        checked = schedules.validate(self.name, cron, tz=tz, params=params, name=name, catchup=catchup)
+        return schedules.define(open_store(self.db), checked)
 
     def show(self) -> Any:
         """The static graph of the flow, as an SVG object notebooks display."""

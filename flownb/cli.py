@@ -102,7 +102,38 @@ def _parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")
     sql.set_defaults(handler=_cmd_sql)
+    _serve_parsers(sub, common)
     return p
+
+
+def _serve_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    serve = sub.add_parser("serve", parents=[common], help="serve flows: REST API, webhooks, schedules, web page")
+    serve.add_argument("targets", nargs="+", metavar="TARGET", help="NOTEBOOK.ipynb or FILE.py:FLOW (several)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8642, help="the port (default 8642; 0 takes a free one)")
+    serve.add_argument("--flow", help="which flow of each notebook (default: its only or default flow)")
+    serve.add_argument("--executor", help="local (default), dask, or a Dask scheduler address")
+    serve.add_argument("--no-schedules", action="store_true", help="do not fire schedules in this server")
+    serve.set_defaults(handler=_cmd_serve)
+
+    schedule = sub.add_parser("schedule", help="cron schedules of flows (fired by flownb serve)")
+    ssub = schedule.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = ssub.add_parser("add", parents=[common], help="add or replace a schedule")
+    add.add_argument("flow", help="the flow's name")
+    add.add_argument("cron", help="a cron expression: 5 fields, or 6 with seconds last ('*/5 * * * *')")
+    add.add_argument("--tz", default="UTC", help="an IANA time zone (default UTC)")
+    add.add_argument("--name", help="the schedule's name (default: the flow's)")
+    add.add_argument("--param", action="append", default=[], metavar="K=V", help="a run parameter (repeatable)")
+    add.add_argument("--catchup", choices=("latest", "none"), default="latest",
+                     help="fires missed while nothing served: run the latest once (default), or none")  # fmt: skip
+    add.set_defaults(handler=_cmd_schedule_add)
+    ls = ssub.add_parser("list", parents=[common], help="the schedules, with their next fire")
+    ls.add_argument("--flow", help="only this flow's")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_cmd_schedule_list)
+    rm = ssub.add_parser("remove", parents=[common], help="delete a schedule")
+    rm.add_argument("name")
+    rm.set_defaults(handler=_cmd_schedule_remove)
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -201,6 +232,74 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     else:
         _print_table(df, "(no rows)")
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from flownb.cli_targets import load_target
+    from flownb.server import make_server
+    from flownb.server.flows import ServedFlow, session_starter
+
+    served = []
+    for where in args.targets:
+        target = load_target(where, flow_name=args.flow, executor=args.executor)
+        starter = session_starter(target.session, target.flow.name) if target.session is not None else None
+        served.append(ServedFlow(target.flow, starter=starter, where=target.where))
+    server = make_server(served, host=args.host, port=args.port, schedules=not args.no_schedules)
+    names = ", ".join(server.flows.names)
+    print(f"flownb serve: {names} on http://{args.host}:{args.port} (store {server.flows.store.path}); Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except OSError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _cmd_schedule_add(args: argparse.Namespace) -> int:
+    from flownb.cli_targets import parse_params
+    from flownb.store import open_store, schedules
+
+    checked = schedules.validate(
+        args.flow, args.cron, tz=args.tz, params=parse_params(args.param), name=args.name, catchup=args.catchup
+    )
+    s = schedules.define(open_store(None), checked)
+    print(f"schedule {s.name}: flow {s.flow}, {s.cron!r} in {s.tz}; next fire {_next_fire(s)}")
+    return 0
+
+
+def _cmd_schedule_list(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from flownb.store import open_store, schedules
+
+    found = schedules.all_schedules(open_store(None), flow=args.flow)
+    if args.json:
+        print(json.dumps([{**s.to_json(), "next_fire": _next_fire(s)} for s in found]))
+        return 0
+    rows = [
+        {"name": s.name, "flow": s.flow, "cron": s.cron, "tz": s.tz, "catchup": s.catchup,
+         "params": json.dumps(s.params) if s.params else "", "next_fire": _next_fire(s),
+         "last_run": s.last_run_id or ""}
+        for s in found
+    ]  # fmt: skip
+    _print_table(pd.DataFrame(rows), "no schedules; add one with flownb schedule add FLOW CRON")
+    return 0
+
+
+def _cmd_schedule_remove(args: argparse.Namespace) -> int:
+    from flownb.store import open_store, schedules
+
+    if not schedules.remove(open_store(None), args.name):
+        raise UsageError(f"no schedule {args.name!r}; see flownb schedule list")
+    print(f"removed schedule {args.name}")
+    return 0
+
+
+def _next_fire(s: Any) -> str:
+    from datetime import UTC, datetime
+
+    return str(s.next_fire(max(datetime.now(UTC), s.last_fire or s.created_at)).isoformat())
 
 
 def _print_table(df: Any, empty: str) -> None:

@@ -135,13 +135,13 @@ class Scheduler:
         missed = s.latest_fire(edge)
         if missed > last:
             run_id = s.run_id(missed) if s.catchup == "latest" else None
-            if schedules.claim(self.store, s.name, missed, run_id, by=self.me) and run_id is not None:
+            if schedules.claim(self.store, s.name, missed, run_id, by=self.me, at=now) and run_id is not None:
                 self._start(s, missed, run_id, missed=True)
             last = missed
         fire = s.next_fire(max(last, edge))
         while fire <= now and not self._stop.is_set():
             run_id = s.run_id(fire)
-            if schedules.claim(self.store, s.name, fire, run_id, by=self.me):
+            if schedules.claim(self.store, s.name, fire, run_id, by=self.me, at=now):
                 self._start(s, fire, run_id, missed=False)
             fire = s.next_fire(fire)
 
@@ -155,7 +155,7 @@ class Scheduler:
         if self.store.run_ids_like(run_id):
             self._seen.add(run_id)
             return
-        if schedules.reclaim(self.store, s.name, fire, claimed_at, by=self.me):
+        if schedules.reclaim(self.store, s.name, fire, claimed_at, by=self.me, at=now):
             log.warning("flownb serve: schedule %r: fire %s was claimed but never started; starting it", s.name, fire)
             self._start(s, fire, run_id, missed=True)
         self._seen.add(run_id)

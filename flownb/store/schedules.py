@@ -192,35 +192,42 @@ def remove(store: Store, name: str) -> bool:
     return not df.empty
 
 
-def claim(store: Store, name: str, fire: datetime, run_id: str | None, *, by: str) -> bool:
+def claim(
+    store: Store, name: str, fire: datetime, run_id: str | None, *, by: str, at: datetime | None = None
+) -> bool:
     """Claim fire time ``fire`` of a schedule for this process: True for exactly one claimer.
 
     The claim moves ``last_fire`` forward to ``fire`` only if it is still before it:
     one statement, atomic between the processes sharing the store. ``run_id`` is the
-    run the claimer starts (None: the fire is skipped, as catch-up ``none`` does).
+    run the claimer starts (None: the fire is skipped, as catch-up ``none`` does); ``at``
+    is when, on the claimer's clock (default: now).
     """
+    at = at or datetime.now(UTC)
     if _is_memory(store):
-        return _memory(store).claim(name, fire, run_id, by)
+        return _memory(store).claim(name, fire, run_id, by, at)
     df = store.query(
-        "UPDATE schedules SET last_fire = ?, last_run_id = ?, claimed_at = now(), claimed_by = ? "
+        "UPDATE schedules SET last_fire = ?, last_run_id = ?, claimed_at = ?, claimed_by = ? "
         "WHERE name = ? AND (last_fire IS NULL OR last_fire < ?) RETURNING name",
-        [fire, run_id, by, name, fire],
+        [fire, run_id, at, by, name, fire],
     )
     return not df.empty
 
 
-def reclaim(store: Store, name: str, fire: datetime, claimed_at: datetime, *, by: str) -> bool:
+def reclaim(
+    store: Store, name: str, fire: datetime, claimed_at: datetime, *, by: str, at: datetime | None = None
+) -> bool:
     """Take over a claim whose run never started (its claimer died): True for exactly one taker.
 
     Only the claim as it was read (same fire, same ``claimed_at``) is taken over, so two
     servers that both find it stale do not both start its run.
     """
+    at = at or datetime.now(UTC)
     if _is_memory(store):
-        return _memory(store).reclaim(name, fire, claimed_at, by)
+        return _memory(store).reclaim(name, fire, claimed_at, by, at)
     df = store.query(
-        "UPDATE schedules SET claimed_at = now(), claimed_by = ? "
+        "UPDATE schedules SET claimed_at = ?, claimed_by = ? "
         "WHERE name = ? AND last_fire = ? AND claimed_at = ? RETURNING name",
-        [by, name, fire, claimed_at],
+        [at, by, name, fire, claimed_at],
     )
     return not df.empty
 
@@ -346,7 +353,7 @@ class _MemorySchedules:
         with self._lock:
             return self._rows.pop(name, None) is not None
 
-    def claim(self, name: str, fire: datetime, run_id: str | None, by: str) -> bool:
+    def claim(self, name: str, fire: datetime, run_id: str | None, by: str, at: datetime) -> bool:
         from dataclasses import replace
 
         with self._lock:
@@ -354,18 +361,18 @@ class _MemorySchedules:
             if row is None or (row.last_fire is not None and row.last_fire >= fire):
                 return False
             self._rows[name] = replace(
-                row, last_fire=fire, last_run_id=run_id, claimed_at=datetime.now(UTC), claimed_by=by
+                row, last_fire=fire, last_run_id=run_id, claimed_at=at, claimed_by=by
             )
             return True
 
-    def reclaim(self, name: str, fire: datetime, claimed_at: datetime, by: str) -> bool:
+    def reclaim(self, name: str, fire: datetime, claimed_at: datetime, by: str, at: datetime) -> bool:
         from dataclasses import replace
 
         with self._lock:
             row = self._rows.get(name)
             if row is None or row.last_fire != fire or row.claimed_at != claimed_at:
                 return False
-            self._rows[name] = replace(row, claimed_at=datetime.now(UTC), claimed_by=by)
+            self._rows[name] = replace(row, claimed_at=at, claimed_by=by)
             return True
 
 

@@ -412,6 +412,8 @@ class DuckDBStore(Store):
         for run in ended:
             self._owned.pop(run, None)
             self._failed.pop(run, None)
+        if started or ended:  # what this process is doing changed: say so to who waits for the file
+            self._file.turns.describe(self._about())
         for w in writes:
             w.future.set_result(None)
 
@@ -507,6 +509,7 @@ class DuckDBStore(Store):
         self._lost.pop(run_id, None)
         self._failed.pop(run_id, None)
         self._start_renewing()
+        self._file.turns.describe(self._about())
         return epoch
 
     def _give_back(self, con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:

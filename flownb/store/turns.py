@@ -75,7 +75,7 @@ class Turns:
             self._unlock(_DOOR)
         self.holding = True
         self.since = time.monotonic()
-        self._write_info(info)
+        self.describe(info)
         return self.since - started
 
     def release(self) -> None:
@@ -137,8 +137,10 @@ class Turns:
             with contextlib.suppress(OSError):
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, byte)
 
-    def _write_info(self, info: dict[str, Any]) -> None:
-        assert self._fd is not None
+    def describe(self, info: dict[str, Any]) -> None:
+        """Say who holds the turn and what it does (again, when that changes during the turn)."""
+        if not self.holding or self._fd is None:
+            return
         data = json.dumps(info, default=str).encode()[:_INFO_SIZE].ljust(_INFO_SIZE)
         with contextlib.suppress(OSError):  # the name of the holder is a courtesy, never a failure
             os.pwrite(self._fd, data, _INFO_AT)

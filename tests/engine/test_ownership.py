@@ -8,6 +8,7 @@ is an ordering or a count, sampled over a window several lease lifetimes long.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,10 +86,8 @@ def wait_until(check: object, what: str) -> None:
 
 
 def with_signal(proc: subprocess.Popen[str], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it has ended already
         os.kill(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def line(proc: subprocess.Popen[str]) -> list[str]:

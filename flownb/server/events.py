@@ -53,22 +53,26 @@ async def stream(events: Iterable[Any], after: int = 0) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()
 
+    def hand(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the server's loop closed: nobody listens any more
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
     def pump() -> None:
         it: Iterator[Any] = iter(events)
         try:
             for e in it:
                 if stop.is_set():
                     break
-                loop.call_soon_threadsafe(queue.put_nowait, e)
-        except BaseException as exc:  # noqa: BLE001  (handed to the stream, which ends with it)
-            loop.call_soon_threadsafe(queue.put_nowait, exc)
+                hand(e)
+        except Exception as exc:  # noqa: BLE001  (handed to the stream, which ends with it)
+            if not stop.is_set():
+                hand(exc)
         finally:
             with contextlib.suppress(Exception):
                 close = getattr(it, "close", None)
                 if close is not None:
                     close()
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens any more
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
+            hand(_END)
 
     thread = threading.Thread(target=pump, name="flownb-sse", daemon=True)
     thread.start()

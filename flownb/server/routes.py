@@ -129,9 +129,9 @@ async def decide(request: Request) -> Response:
         handle = st.runs.handle(run_id)
         try:
             if decision == "approved":
-                handle.approve(step, comment=comment, by=by or "api", via=via)
+                handle.approve(step, comment=comment, by=by or via, via=via)
             else:
-                handle.reject(step, comment=comment, by=by or "api", via=via)
+                handle.reject(step, comment=comment, by=by or via, via=via)
         except FlownbError as exc:
             raise ApiError(409, str(exc)) from None
         return {"run_id": run_id, "step": step, "decision": decision}

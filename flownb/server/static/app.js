@@ -99,7 +99,11 @@ function selectRun(runId) {
   $("detail-empty").hidden = Boolean(runId);
   $("detail-body").hidden = !runId;
   if (!runId) return;
-  refresh().then((run) => { if (run && !run.ended && run.status !== "interrupted") follow(runId); });
+  refresh().then((run) => {
+    if (run && !run.ended && run.status !== "interrupted") follow(runId);
+    const listed = [...$("runs-table").tBodies[0].rows].some((r) => r.dataset.runId === runId);
+    if (run && !listed && state.page === 0) loadRuns().catch(() => {});
+  });
 }
 
 function follow(runId) {
@@ -108,7 +112,7 @@ function follow(runId) {
   state.source = source;
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
-    if (event.event === "run_ended") { source.close(); refresh(); return; }
+    if (event.event === "run_ended") { source.close(); refresh(); loadRuns().catch(() => {}); return; }
     scheduleRefresh();
   };
   source.onerror = () => { if (source.readyState === EventSource.CLOSED) scheduleRefresh(); };
@@ -162,6 +166,10 @@ function showApprovals(run) {
     card.dataset.step = a.step;
     card.append(el("strong", `Approval: ${a.step}`), el("p", a.message));
     if (a.pending) {
+      const who = el("input");
+      who.placeholder = "Your name";
+      who.value = localStorage.getItem("flownb.name") || "";
+      who.setAttribute("aria-label", "your name");
       const comment = el("textarea");
       comment.placeholder = "Comment (optional)";
       comment.setAttribute("aria-label", `comment on ${a.step}`);
@@ -169,11 +177,14 @@ function showApprovals(run) {
       const reject = el("button", "Reject", "reject");
       for (const [button, decision] of [[approve, "approve"], [reject, "reject"]]) {
         button.type = "button";
-        button.addEventListener("click", () => decide(run.run_id, a.step, decision, comment.value, [approve, reject]));
+        button.addEventListener("click", () => {
+          localStorage.setItem("flownb.name", who.value.trim());
+          decide(run.run_id, a.step, decision, comment.value, who.value.trim(), [approve, reject]);
+        });
       }
       const buttons = el("div", null, "buttons");
       buttons.append(approve, reject);
-      card.append(comment, buttons);
+      card.append(who, comment, buttons);
     } else if (a.decision) {
       const by = [a.decided_by && `by ${a.decided_by}`, a.via && `via ${a.via}`, a.decided_at && when(a.decided_at)];
       card.append(el("p", `${a.decision} ${by.filter(Boolean).join(" · ")}`, "muted"));
@@ -189,11 +200,11 @@ function showApprovals(run) {
   }
 }
 
-async function decide(runId, step, decision, comment, buttons) {
+async function decide(runId, step, decision, comment, by, buttons) {
   for (const b of buttons) b.disabled = true;
   try {
     await api(`/api/runs/${encodeURIComponent(runId)}/approvals/${encodeURIComponent(step)}`, {
-      method: "POST", body: JSON.stringify({ decision, comment: comment || null }),
+      method: "POST", body: JSON.stringify({ decision, comment: comment || null, by: by || null }),
     });
     notice(`${decision === "approve" ? "Approved" : "Rejected"} ${step}`);
   } catch (error) {
@@ -241,8 +252,6 @@ async function showGraph(runId) {
   for (const node of svg.querySelectorAll("*")) {
     for (const attr of [...node.attributes]) if (attr.name.startsWith("on")) node.removeAttribute(attr.name);
   }
-  svg.removeAttribute("width");
-  svg.removeAttribute("height");
   $("graph").replaceChildren(document.importNode(svg, true));
   $("graph").dataset.seq = String(state.lastSeq);
 }

@@ -115,6 +115,7 @@ def start_run(plan: RunPlan, params: dict[str, Any], *, timeout: float | None = 
     """Start a run of ``plan`` (validated by the caller) in the background; its handle at once."""
     rt = runtime()
     capture.install()
+    open_store(plan.db).check_writable()  # a read-only store: refused here, in one line
     ex = rt.create(plan, params, timeout=timeout)
     ownership.watch(rt, ex.store)  # its lease comes with its first record; a lost one stops it here
     rt.loop.call_soon_threadsafe(ex.start)

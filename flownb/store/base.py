@@ -148,6 +148,11 @@ class Store(ABC):
     def run_owner(self, run_id: str) -> Lease | None:
         """The run's lease as recorded (``None`` when it has none: a run of an older flownb)."""
 
+    def check_writable(self) -> None:
+        """Raise :class:`~flownb.errors.StoreError` now if runs cannot be recorded here (a
+        read-only file): a run is refused before it starts, not failed by its first record."""
+        return None  # a store that can always record (in memory) has nothing to check
+
     def run_ids_like(self, prefix: str) -> list[str]:
         df = self.query(
             "SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ORDER BY run_id", [prefix + "%"]

@@ -248,6 +248,10 @@ class DuckDBStore(Store):
         if self._owned and not self._file.read_only:
             self._call(self._renew)
 
+    def check_writable(self) -> None:
+        if self._file.read_only:
+            raise self._file.read_only_error()
+
     def claim_run(self, run_id: str) -> int:
         return self._call(lambda con: self._claim(con, run_id))
 

@@ -78,8 +78,9 @@ def explain(exc: BaseException, path: str, *, doing: str = "") -> BaseException:
         QUERY: "the query failed",
         FAILED: "DuckDB failed",
     }[cause]
-    where = f" {doing}" if doing else ""
-    return StoreError(path, cause, f"store {path}: {what}{where} ({detail}); {_TODO[cause]}")
+    if doing:
+        detail = f"{doing}: {detail}"
+    return StoreError(path, cause, f"store {path}: {what} ({detail}); {_TODO[cause]}")
 
 
 def error(path: str, cause: str, what: str, todo: str | None = None) -> StoreError:

@@ -149,7 +149,7 @@ class StoreFile:
             what = "was removed" if size < 0 else f"shrank from {seen} to {size} bytes"
             self.damage = failures.error(
                 self.path, failures.DAMAGED,
-                f"the file {what} while this process had it open (truncated by another program?); "
+                f"the file is damaged: it {what} while this process had it open (truncated by another program?); "
                 "records written since may be lost",
             )  # fmt: skip
             self.close()
@@ -167,7 +167,10 @@ def check_location(path: str) -> None:
     """The store's directory exists; only the default ``.flownb/`` is made."""
     p = Path(path)
     if p.is_dir():
-        raise failures.error(path, failures.MISSING, "that path is a directory, not a store file")
+        raise failures.error(
+            path, failures.MISSING, "that path is a directory, not a store file",
+            f"give the path of a file, for example {p / 'flownb.duckdb'}",
+        )  # fmt: skip
     parent = p.parent
     if parent.is_dir():
         return

@@ -7,7 +7,7 @@ for users, as the one object a script or a notebook holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flownb.errors import FlowDefinitionError
@@ -92,3 +92,20 @@ class Flow(FlowDefinition):
             return {"image/svg+xml": flow_svg(self.graph()), "text/plain": repr(self)}
         except FlowDefinitionError as exc:
             return {"text/plain": f"{self!r}: {exc}"}
+
+
+def serve(
+    flows: Iterable[Flow], *, db: Any = None, host: str = "127.0.0.1", port: int = 8642,
+    starters: Mapping[str, Callable[[dict[str, Any], str, str | None], Run]] | None = None,
+) -> Any:  # fmt: skip
+    """Serve ``flows`` in the background (the REST API, webhooks, schedules, the web page), as
+    ``flownb serve`` does in the foreground; the server at once, listening (``.url``, ``.stop()``).
+
+    ``starters`` (flow name -> ``(params, trigger, run_id) -> Run``) start a flow's runs
+    another way than ``flow.run`` (a notebook's session binds its cells first).
+    """
+    from flownb.server import make_server
+    from flownb.server.flows import ServedFlow
+
+    served = [ServedFlow(f, starter=(starters or {}).get(f.name)) for f in flows]
+    return make_server(served, db=db, host=host, port=port).start()

@@ -133,6 +133,8 @@ FLOW_HELP = """\
 %flow status [RUN] | watch RUN | cancel [RUN] | resume [RUN]
 %flow approve RUN STEP [--reject] [--comment C]
 %flow history [--limit N]
+%flow serve [--host H] [--port P] [--stop]     serve the flows: REST API, webhooks, schedules, web page
+%flow schedule [CRON] [--tz TZ] [--param k=v ...] [--name N] [--catchup latest|none] [--remove NAME]
 """
 
 
@@ -167,6 +169,7 @@ def flow_parser() -> Parser:
     approve.add_argument("--comment")
     history = sub.add_parser("history", help="the latest runs")
     history.add_argument("--limit", type=int, default=20)
+    _serve_parsers(sub)
     for sp in sub.choices.values():
         sp.add_argument("--flow", metavar="F", help="the flow (default: the notebook's)")
     for choice in sub._choices_actions:  # `%flow run --help` and `%flow?` say what the command does
@@ -234,3 +237,18 @@ the live view:
   adds the final picture and summary as static HTML (what nbconvert, GitHub and
   nbviewer show). `view.run` is the flownb.Run; `view.wait()` waits for it."""
 
+
+def _serve_parsers(sub: Any) -> None:
+    """``%flow serve`` and ``%flow schedule`` (flownb/server; the same options as ``flownb serve``)."""
+    serve = sub.add_parser("serve", help="serve the flows in the background: REST API, webhooks, schedules, web page")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8642, help="the port (default 8642; 0 takes a free one)")
+    serve.add_argument("--stop", action="store_true", help="stop the server this kernel runs")
+    schedule = sub.add_parser("schedule", help="run the flow on a cron schedule (no CRON: list its schedules)")
+    schedule.add_argument("cron", nargs="?", help="a cron expression, quoted: '*/5 * * * *' (6 fields: seconds last)")
+    schedule.add_argument("--tz", default="UTC", help="an IANA time zone (default UTC)")
+    schedule.add_argument("--param", action="append", metavar="K=V", help="a run parameter (typed)")
+    schedule.add_argument("--name", help="the schedule's name (default: the flow's)")
+    schedule.add_argument("--catchup", choices=("latest", "none"), default="latest",
+                          help="fires missed while nothing served: run the latest once, or none")  # fmt: skip
+    schedule.add_argument("--remove", metavar="NAME", help="delete the schedule NAME")

@@ -190,6 +190,17 @@ class FlowMagics(Magics):
         self.session.reset(args.flow)
         print(f"flow {self.session.flow(args.flow).name!r} has no steps now")
 
+    def _flow_serve(self, args: argparse.Namespace) -> Any:
+        from flownb.notebook.serving import serve
+
+        return serve(self.session, flow=args.flow, host=args.host, port=args.port, stop=args.stop)
+
+    def _flow_schedule(self, args: argparse.Namespace) -> Any:
+        from flownb.notebook.serving import schedule
+
+        return schedule(self.session, args.flow, cron=args.cron, tz=args.tz, params=key_values(args.param),
+                        name=args.name, catchup=args.catchup, remove=args.remove)  # fmt: skip
+
     # -- %%flowsql --------------------------------------------------------------------------------
 
     @line_cell_magic

@@ -69,8 +69,10 @@ class StoreFile:
             con = self._connect(deadline)
             try:
                 ready(con)
-            except BaseException:
+            except BaseException as exc:
                 con.close()
+                if isinstance(exc, duckdb.Error):  # the first reads of the file: damage shows here
+                    raise self.failure(exc, doing="opening it") from None
                 raise
         except BaseException:
             self.turns.release()

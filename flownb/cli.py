@@ -114,6 +114,8 @@ def _serve_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--flow", help="which flow of each notebook (default: its only or default flow)")
     serve.add_argument("--executor", help="local (default), dask, or a Dask scheduler address")
     serve.add_argument("--no-schedules", action="store_true", help="do not fire schedules in this server")
+    serve.add_argument("--rate", type=float, default=10.0, help="requests a second per token (default 10)")
+    serve.add_argument("--burst", type=int, default=20, help="requests at once per token (default 20)")
     serve.set_defaults(handler=_cmd_serve)
 
     schedule = sub.add_parser("schedule", help="cron schedules of flows (fired by flownb serve)")
@@ -239,12 +241,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from flownb.server import make_server
     from flownb.server.flows import ServedFlow, session_starter
 
+    if not (args.rate > 0 and args.burst >= 1):
+        raise UsageError(f"--rate {args.rate:g} --burst {args.burst}: give a rate above 0 and a burst of 1 or more")
     served = []
     for where in args.targets:
         target = load_target(where, flow_name=args.flow, executor=args.executor)
         starter = session_starter(target.session, target.flow.name) if target.session is not None else None
         served.append(ServedFlow(target.flow, starter=starter, where=target.where))
-    server = make_server(served, host=args.host, port=args.port, schedules=not args.no_schedules)
+    server = make_server(
+        served, host=args.host, port=args.port, schedules=not args.no_schedules, rate=args.rate, burst=args.burst
+    )
     names = ", ".join(server.flows.names)
     print(f"flownb serve: {names} on http://{args.host}:{args.port} (store {server.flows.store.path}); Ctrl-C stops")
     try:

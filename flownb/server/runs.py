@@ -14,6 +14,7 @@ no turn with the store file.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 #: a run in one of these never changes again: its JSON may be kept
 FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.CANCELLED})
 CACHE_SIZE = 1024
+#: how long a read waits for the first record of a run this process started (it is on its way)
+START_WAIT = 5.0
 
 
 class RunReader:
@@ -55,14 +58,29 @@ class RunReader:
         return out
 
     def fold(self, run_id: str) -> RunFold:
-        self.store.flush()
-        events = self.store.run_events(run_id)
+        events = self._events(run_id)
         if not events:
             raise ApiError(404, f"no run {run_id!r} in the store; GET /api/runs lists them")
         fold = RunFold.of(events)
         for d in self.store.decisions(run_id):
             fold.decide(d.step, d.decision, d.decided_by, d.comment, d.via, d.ts.timestamp())
         return fold
+
+    def _events(self, run_id: str) -> list[Any]:
+        """The run's committed events; for a run this process has just started, once its
+        ``run_started`` is recorded (a client that reads right after POST finds it)."""
+        from flownb.engine.runtime import find_active
+
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            self.store.flush()
+            events = self.store.run_events(run_id)
+            if events:
+                return events
+            active = find_active(run_id)
+            if active is None or active.run_id != run_id or active.done.done() or time.monotonic() > deadline:
+                return events
+            time.sleep(0.002)
 
     def status(self, fold: RunFold) -> RunStatus:
         """The recorded status, or ``interrupted`` when a live run's owner is gone."""

@@ -25,6 +25,7 @@ from flownb.errors import (
     TemplateError,
 )
 from flownb.queries import history, sql
+from flownb.steps.registry import register_kind
 
 # pyproject.toml holds the one version; the installed metadata carries it here
 __version__ = _version("flownb")
@@ -49,6 +50,7 @@ __all__ = [
     "TemplateError",
     "history",
     "load_ipython_extension",
+    "register_kind",
     "sql",
     "unload_ipython_extension",
 ]

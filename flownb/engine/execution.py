@@ -171,6 +171,7 @@ class RunExecution:
             if st in ev.STEP_ACTIVE:
                 self.step_status[name] = StepStatus.CANCELLED
         self.gates.stop()
+        self.journal.close_open(f"run {status}: it ended before this attempt did")
         self.recorder.emit(ev.EventName.RUN_ENDED, **ev.run_ended(
             status, error=str(self.error) if self.error else None, duration_ms=round(seconds * 1000, 3),
         ))  # fmt: skip
@@ -220,15 +221,24 @@ class RunExecution:
                 value = self.outputs[dep]
                 names = self.graph.specs[dep].output_names if dep in self.graph.specs else None
                 scope[dep] = value.get(dep) if names and dep in names and isinstance(value, dict) else value
+            elif self.step_status.get(dep) in ev.STEP_ENDED:
+                scope[dep] = None  # it ended without an output (a trigger rule let this step run)
         return scope
 
     def arguments(self, spec: StepSpec, scope: dict[str, Any]) -> dict[str, Any]:
-        """A python step's arguments by parameter name: dependencies give their whole value."""
+        """A python step's arguments by parameter name: dependencies give their whole value; one
+        that ended without an output gives None, or leaves the parameter its default."""
         outputs = self.outputs
-        return {
-            p: outputs[p] if p in spec.deps and p in outputs else scope[p]
-            for p in spec.inputs if p in scope or p in outputs
-        }  # fmt: skip
+        args: dict[str, Any] = {}
+        for p in spec.inputs:
+            if p in spec.deps and p in outputs:
+                args[p] = outputs[p]
+            elif p in spec.deps and self.step_status.get(p) in ev.STEP_ENDED:
+                if p in spec.required:
+                    args[p] = None
+            elif p in scope:
+                args[p] = scope[p]
+        return args
 
     def new_log(self, step: str) -> StepLog:
         return new_log(self.run_id, step, [functools.partial(listener, self) for listener in self.log_listeners])

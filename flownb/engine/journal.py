@@ -48,6 +48,9 @@ class Journal:
         #: input hashes of steps without dependencies, by code hash (they hash no outputs)
         self._root_hashes: dict[str, str] = {}
         self._foreach_t0: dict[str, tuple[float, float]] = {}
+        self._notes: dict[str, str] = {}
+        #: (step, attempt) -> when it started, for attempts whose end is not recorded yet
+        self._open: dict[tuple[str, int], tuple[float, float]] = {}
 
     # -- numbers -----------------------------------------------------------------------
 
@@ -76,6 +79,7 @@ class Journal:
         """Record an attempt's start; returns when it started (seconds since the epoch)."""
         self.attempts[ctx.step] = ctx.attempt
         now = self.clock.time()
+        self._open[(ctx.step, ctx.attempt)] = (now, self.clock.perf())
         payload = ev.step_started(
             attempt=ctx.attempt, kind=ctx.spec.kind, level=self.graph.levels.get(ctx.spec.name), input_hash=input_hash
         )
@@ -87,6 +91,7 @@ class Journal:
         error: BaseException | None = None, encoded: Encodings | None = None, reason: str | None = None,
     ) -> None:  # fmt: skip
         """Record an attempt's end: what it printed and displayed, its error, its outputs."""
+        self._open.pop((ctx.step, ctx.attempt), None)
         log = ctx.log
         out = err = None
         shown: list[dict[str, Any]] | None = None
@@ -160,7 +165,7 @@ class Journal:
 
     def foreach_started(self, spec: StepSpec, count: int) -> None:
         attempt = self.attempts[spec.name] = self.next_attempt(spec.name)
-        self._foreach_t0[spec.name] = (self.clock.time(), self.clock.perf())
+        self._foreach_t0[spec.name] = self._open[(spec.name, attempt)] = (self.clock.time(), self.clock.perf())
         self.recorder.emit(ev.EventName.STEP_STARTED, spec.name, **ev.step_started(
             attempt=attempt, kind=spec.kind, level=self.graph.levels.get(spec.name), items=count,
         ))  # fmt: skip
@@ -168,7 +173,36 @@ class Journal:
 
     def foreach_finished(self, ctx: StepContext, value: list[Any], input_hash: str) -> None:
         started, t0 = self._foreach_t0.pop(ctx.spec.name)
-        self.finished(ctx, started, t0, ev.StepStatus.SUCCEEDED, input_hash, encoded=encode(value, step=ctx.spec.name))
+        reason = self._notes.pop(ctx.spec.name, None)
+        self.finished(ctx, started, t0, ev.StepStatus.SUCCEEDED, input_hash, encoded=encode(value, step=ctx.spec.name),
+                      reason=reason)  # fmt: skip
+
+    def foreach_ended(self, spec: StepSpec, input_hash: str, error: BaseException | None) -> None:
+        """A foreach step whose items failed beyond its limit (``error``), or that was cancelled."""
+        started, t0 = self._foreach_t0.pop(spec.name, (self.clock.time(), self.clock.perf()))
+        self._open.pop((spec.name, self.attempts.get(spec.name, 1)), None)
+        status = ev.StepStatus.FAILED if error is not None else ev.StepStatus.CANCELLED
+        self._ended(spec, status, self.attempts.get(spec.name, 1), started_at=started, input_hash=input_hash,
+                    duration_ms=round((self.clock.perf() - t0) * 1000, 3),
+                    reason=None if error is not None else "the run was cancelled", **_error_fields(error))  # fmt: skip
+
+    def close_open(self, reason: str) -> None:
+        """End every attempt still open when the run ends: no step's record outlives its run."""
+        for (step, attempt), (started, t0) in sorted(self._open.items()):
+            spec = self.graph.specs.get(step.split("[", 1)[0])
+            if spec is None:
+                continue
+            payload = ev.step_finished(
+                attempt=attempt, kind=spec.kind, status=ev.StepStatus.CANCELLED, level=self.graph.levels.get(spec.name),
+                code_hash=spec.code_hash, started_at=started, duration_ms=round((self.clock.perf() - t0) * 1000, 3),
+                reason=reason,
+            )  # fmt: skip
+            self.recorder.append(ev.EventName.STEP_FINISHED, step, dict(payload))
+        self._open.clear()
+
+    def note(self, step: str, reason: str) -> None:
+        """A reason the step's next record gives (a foreach whose failed items were allowed)."""
+        self._notes[step] = reason
 
     def item_done(self) -> None:
         self.recorder.commit(urgent=False)  # each item is checkpointed as it finishes

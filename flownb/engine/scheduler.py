@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from flownb.engine import fastpath
 from flownb.engine.stepper import Outcome, run_step
 from flownb.errors import RunFailed, StepFailed
-from flownb.model.dag import downstream
 from flownb.store.events import STEP_DONE, STEP_SUCCESS, StepStatus
 
 if TYPE_CHECKING:
@@ -42,8 +41,10 @@ class Scheduler:
         self.loop = ex.loop
         self.limit = ex.plan.max_concurrency
         self.sync = ex.plan.durability == "sync"
-        #: step -> how many of its dependencies are not done yet
+        #: step -> how many of its dependencies have not ended yet
         self.waiting_on: dict[str, int] = {}
+        #: step -> how its dependencies that ended did: step -> status
+        self.upstream: dict[str, dict[str, StepStatus]] = {}
         self.ready: deque[str] = deque()
         self.running = 0
         #: steps not ended yet; the run's steps are over at zero
@@ -61,12 +62,15 @@ class Scheduler:
         status = self.ex.step_status
         done = {n for n, s in status.items() if s in STEP_DONE}
         self.waiting_on = {n: len(d - done) for n, d in self.graph.deps.items() if n not in done}
-        self.ready.extend(sorted(n for n, c in self.waiting_on.items() if c == 0))
+        self.upstream = {n: {d: status[d] for d in self.graph.deps[n] if d in done} for n in self.waiting_on}
         self.open = len(self.waiting_on)
+        for name in sorted(n for n, c in self.waiting_on.items() if c == 0):
+            self._decide(name)
         if self.open == 0:
             return
         self.pump()
-        await self.all_done.wait()
+        if self.open > 0:
+            await self.all_done.wait()
         failed = [n for n, s in status.items() if s == StepStatus.FAILED]
         if failed and self.ex.error is None:
             self.ex.error = RunFailed(
@@ -76,7 +80,7 @@ class Scheduler:
     def pump(self) -> None:
         """Start ready steps while there is room."""
         status = self.ex.step_status
-        while self.ready and not self.stopping:
+        while self.ready:
             name = self.ready[0]
             spec = self.graph.specs[name]
             gate = spec.kind == "approval"  # waiting holds no slot
@@ -103,6 +107,7 @@ class Scheduler:
             if not gate:
                 self.running -= 1
             self.ex.step_status[name] = StepStatus.CANCELLED
+            self._ended(name, StepStatus.CANCELLED)
             self._close(name)
             return
         exc = task.exception()
@@ -115,15 +120,12 @@ class Scheduler:
             return
         if not gate:
             self.running -= 1
-        self.ex.step_status[name] = StepStatus(outcome.status)
-        if outcome.status == StepStatus.FAILED:
-            if self.graph.specs[name].on_failure == "stop":
-                self.ex.error = outcome.error
-                self.stop()
-            else:
-                self._skip_downstream(name, f"upstream step {name!r} failed")
-        elif outcome.status == StepStatus.SKIPPED:
-            self._skip_downstream(name, f"upstream step {name!r} was skipped")
+        ended = StepStatus(outcome.status)
+        self.ex.step_status[name] = ended
+        if ended == StepStatus.FAILED and self.graph.specs[name].on_failure == "stop":
+            self.ex.error = outcome.error
+            self.stop()
+        self._ended(name, ended)
         self.ex.recorder.commit(urgent=False)
         self._close(name)
 
@@ -163,27 +165,54 @@ class Scheduler:
             self.stop()
             self._close(name)
             return
-        status = self.ex.step_status
-        for child in self.graph.dependents.get(name, ()):
-            if child in self.waiting_on:
-                self.waiting_on[child] -= 1
-                if self.waiting_on[child] == 0 and status[child] == StepStatus.PENDING:
-                    self.ready.append(child)
+        self._ended(name, StepStatus(self.ex.step_status[name]))
         self._close(name)
+
+    # -- trigger rules ------------------------------------------------------------------------
+
+    def _ended(self, name: str, how: StepStatus) -> None:
+        """``name`` ended as ``how``: each dependent waiting for it learns it, and may be decided."""
+        for child in self.graph.dependents.get(name, ()):
+            if child not in self.waiting_on or self.ex.step_status.get(child) != StepStatus.PENDING:
+                continue
+            self.waiting_on[child] -= 1
+            self.upstream[child][name] = how
+            self._decide(child)
+
+    def _decide(self, name: str) -> None:
+        """Start, skip, or keep waiting, as the step's trigger rule says of its upstream steps."""
+        verdict = trigger_verdict(self.graph.specs[name].trigger_rule, self.upstream[name], self.waiting_on[name])
+        if verdict == _WAIT:
+            return
+        del self.waiting_on[name]
+        if verdict == _RUN:
+            self.ready.append(name)
+            return
+        self.ex.skip(name, verdict)
+        self.open -= 1
+        self._ended(name, StepStatus.SKIPPED)
 
     def _close(self, name: str) -> None:
         self.open -= 1
         self.pump()
-        if self.open <= 0 or (self.stopping and not self.tasks and not self.fast_running):
+        if self.open <= 0:
             self.loop.soon(self.all_done.set)
 
     def stop(self) -> None:
-        """Fail fast: no new steps; running ones are cancelled."""
+        """Fail fast: running steps are cancelled, and nothing new starts but the steps that run
+        whatever happened upstream (``trigger_rule="all_done"``: cleanup)."""
         self.stopping = True
+        dropped = [n for n in self.waiting_on if self.graph.specs[n].trigger_rule != "all_done"]
+        dropped += [n for n in self.ready if self.graph.specs[n].trigger_rule != "all_done"]
+        self.ready = deque(n for n in self.ready if n not in dropped)
+        for name in dropped:  # never started: they end here, unrecorded, so cleanup steps learn it
+            self.waiting_on.pop(name, None)
+            self.open -= 1
+            self._ended(name, StepStatus.CANCELLED)
         self._cancel_fast()
         for task in list(self.tasks.values()):
             task.cancel()
-        if not self.tasks:
+        if self.open <= 0:
             self.all_done.set()
 
     def _cancel_fast(self) -> None:
@@ -192,14 +221,11 @@ class Scheduler:
             self.running -= 1
             self.ex.step_status[name] = StepStatus.CANCELLED
             self.open -= 1
+            self._ended(name, StepStatus.CANCELLED)
 
-    def _skip_downstream(self, root: str, reason: str) -> None:
-        status = self.ex.step_status
-        for child in sorted(downstream(self.graph.deps, [root])):
-            if status.get(child) == StepStatus.PENDING:
-                self.ex.skip(child, reason)
-                self.open -= 1
-                self.waiting_on.pop(child, None)
+    def failed_upstream(self, name: str) -> list[str]:
+        """The dependencies of ``name`` that ended without an output."""
+        return [d for d, how in self.upstream.get(name, {}).items() if how not in STEP_SUCCESS]
 
     async def cancel_all(self) -> None:
         """Cancel what runs (the run is ending with an error) and wait for the tasks to end."""
@@ -209,3 +235,26 @@ class Scheduler:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_WAIT = "wait"
+_RUN = "run"
+
+
+def trigger_verdict(rule: str, upstream: dict[str, StepStatus], waiting: int) -> str:
+    """"wait", "run", or the reason to skip: a step's trigger rule applied to its upstream steps."""
+    failed = sorted(d for d, how in upstream.items() if how in (StepStatus.FAILED, StepStatus.CANCELLED))
+    skipped = sorted(d for d, how in upstream.items() if how == StepStatus.SKIPPED)
+    succeeded = any(how in STEP_SUCCESS for how in upstream.values())
+    if rule == "all_succeeded":
+        if failed:
+            return f"upstream step {failed[0]!r} {upstream[failed[0]]}"
+        if skipped:
+            return f"upstream step {skipped[0]!r} was skipped"
+    elif rule == "none_failed" and failed:
+        return f"upstream step {failed[0]!r} {upstream[failed[0]]}"
+    if waiting:
+        return _WAIT
+    if rule in ("none_failed", "one_succeeded") and upstream and not succeeded:
+        return "no upstream step succeeded"
+    return _RUN

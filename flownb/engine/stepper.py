@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,13 @@ async def run_step(ex: RunExecution, name: str) -> Outcome:
             return hit
     try:
         if spec.foreach is not None:
-            value = await _foreach(ex, spec, scope, input_hash)
+            try:
+                value = await _foreach(ex, spec, scope, input_hash)
+            except (_AttemptFailed, asyncio.CancelledError) as exc:
+                # the step's own record ends with its items: never a row left running
+                error = exc.error if isinstance(exc, _AttemptFailed) else None
+                ex.journal.foreach_ended(spec, input_hash, error)
+                raise
             ctx = StepContext(ex, spec, spec.name, ex.journal.attempts[spec.name], {}, StepLog())
             ex.journal.foreach_finished(ctx, value, input_hash)
         else:
@@ -161,6 +168,8 @@ async def _foreach(ex: RunExecution, spec: StepSpec, scope: dict[str, Any], inpu
     ex.journal.foreach_started(spec, len(items))
     limit = asyncio.Semaphore(spec.concurrency or ex.plan.max_concurrency)
     results: list[Any] = [None] * len(items)
+    allowed = spec.max_failures if isinstance(spec.max_failures, int) else math.floor(spec.max_failures * len(items))
+    failed: list[int] = []
 
     async def one(index: int, item: Any) -> None:
         step = f"{spec.name}[{index}]"
@@ -170,7 +179,16 @@ async def _foreach(ex: RunExecution, spec: StepSpec, scope: dict[str, Any], inpu
         async with limit:
             item_scope = {**scope, "item": item, "index": index}
             item_hash = digest(input_hash, _json(item))
-            results[index] = await _attempts(ex, spec, step, item_scope, item_hash)
+            try:
+                results[index] = await _attempts(ex, spec, step, item_scope, item_hash)
+            except _AttemptFailed as exc:
+                failed.append(index)  # its attempts are recorded; the output list holds None for it
+                if len(failed) > allowed:
+                    raise _AttemptFailed(StepFailed(
+                        f"step {spec.name!r} of run {ex.run_id}: {len(failed)} of {len(items)} items failed, "
+                        f"more than max_failures={spec.max_failures!r} allows ({allowed}); item {index}: "
+                        f"{exc.error}", step=spec.name, run_id=ex.run_id,
+                    )) from exc  # fmt: skip
         ex.journal.item_done()
 
     tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
@@ -181,6 +199,8 @@ async def _foreach(ex: RunExecution, spec: StepSpec, scope: dict[str, Any], inpu
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    if failed:
+        ex.journal.note(spec.name, f"{len(failed)} of {len(items)} items failed (max_failures={spec.max_failures!r})")
     return results
 
 

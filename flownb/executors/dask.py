@@ -42,6 +42,7 @@ import asyncio
 import atexit
 import contextlib
 import inspect
+import os
 import re
 import threading
 import types
@@ -112,7 +113,30 @@ def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
-def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any], filename: str | None = None) -> _Done:
+class _Live:
+    """A task's prints as they happen, sent to the caller as worker events on ``topic``:
+    each message says where in its stream its text starts, so the caller writes every
+    character once, whether it arrives live or with the task's result."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.offsets = {"stdout": 0, "stderr": 0}
+        self.worker: Any = None
+        with contextlib.suppress(ValueError, ImportError):  # not on a worker: nothing to stream to
+            self.worker = _distributed().get_worker()
+
+    def __call__(self, stream: str, text: Any) -> None:
+        if stream not in self.offsets or self.worker is None:
+            return
+        offset = self.offsets[stream]
+        self.offsets[stream] = offset + len(text)
+        with contextlib.suppress(Exception):  # a print must never fail the step
+            self.worker.log_event(self.topic, {"stream": stream, "offset": offset, "text": text})
+
+
+def _run_task(
+    fn: Callable[..., Any], kwargs: dict[str, Any], filename: str | None = None, topic: str | None = None
+) -> _Done:
     """The task a worker runs: ``fn(**kwargs)`` with its prints captured.
 
     A coroutine returned by the function (a cell step with top-level await) is
@@ -125,7 +149,7 @@ def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any], filename: str | No
     # the engine's own stdout proxy, on the worker: tasks side by side on one
     # worker's threads never swap their outputs
     capture.install()
-    log = StepLog()
+    log = StepLog(_Live(topic)) if topic else StepLog()
     token = CURRENT_LOG.set(log)
     try:
         value = fn(**kwargs)
@@ -163,6 +187,8 @@ class DaskExecutor:
         self._label = label
         self._client: Any = None
         self._owned: list[Any] = []  # what this executor started, closed by close()
+        #: run id -> id(value) -> (the value, its scattered future): large inputs sent once a run
+        self._scatter_cache: dict[str, dict[int, tuple[Any, Any]]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -246,11 +272,20 @@ class DaskExecutor:
         client = self._client or await asyncio.to_thread(self.client)
         remote = getattr(fn, "__flownb_remote__", None)
         if remote is not None:  # a notebook cell: its source and inputs travel, not __main__
-            fn, kwargs = remote(kwargs), {}
+            fn, kwargs = remote(kwargs)
+        kwargs = await asyncio.to_thread(self._scattered, client, ctx.run_id, kwargs)
         key = f"{ctx.step}-{ctx.run_id}-{ctx.attempt}-{uuid.uuid4().hex[:8]}"
         code = getattr(fn, "__code__", None)
         filename = code.co_filename if isinstance(code, types.CodeType) else None
-        future = client.submit(_run_task, fn, kwargs, filename, key=key, pure=False, retries=0)
+        written = {"stdout": 0, "stderr": 0}
+        topic = f"flownb-{key}"
+
+        def heard(event: Any) -> None:  # on the client's thread, as the worker prints
+            _, msg = event
+            _write_from(ctx, written, msg["stream"], msg["offset"], msg["text"])
+
+        client.subscribe_topic(topic, heard)
+        future = client.submit(_run_task, fn, kwargs, filename, topic, key=key, pure=False, retries=0)
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
         # called on Dask's callback thread when the task ends (done, erred or cancelled)
@@ -270,10 +305,44 @@ class DaskExecutor:
         except BaseException as exc:
             output = exc.__dict__.pop(_ERRATTR, None) if hasattr(exc, "__dict__") else None
             if isinstance(output, _Output):
-                _write(ctx, output)
+                _write(ctx, written, output)
             raise
-        _write(ctx, done.output)
+        finally:
+            with contextlib.suppress(Exception):  # a closed client has no subscriptions left
+                client.unsubscribe_topic(topic)
+        _write(ctx, written, done.output)
         return done.value
+
+    def _scattered(self, client: Any, run_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with each large value replaced by a future of it, scattered once a run:
+        a value that many tasks read (a foreach's input) travels to the cluster once, not with
+        every task. Values inside a notebook cell's ``inputs`` count one by one."""
+        from dask.sizeof import sizeof
+
+        cache = self._scatter_cache.setdefault(run_id, {})
+        while len(self._scatter_cache) > _RUNS_KEPT:  # oldest run first: its futures are let go
+            self._scatter_cache.pop(next(iter(self._scatter_cache)))
+
+        def place(value: Any) -> Any:
+            if isinstance(value, int | float | bool | type(None)):
+                return value
+            try:
+                large = sizeof(value) >= SCATTER_BYTES
+            except Exception:  # noqa: BLE001  (a value dask cannot size travels as it is)
+                return value
+            if not large:
+                return value
+            with self._lock:  # the items of a foreach ask at once: one of them scatters
+                found = cache.get(id(value))
+                if found is None or found[0] is not value:
+                    # wrapped: scatter() sends each element of a list or dict as a value of its own
+                    found = cache[id(value)] = (value, client.scatter([value], hash=False)[0])
+            return found[1]
+
+        out = {k: place(v) for k, v in kwargs.items()}
+        if isinstance(out.get("inputs"), dict) and set(out) == {"inputs"}:
+            out["inputs"] = {k: place(v) for k, v in kwargs["inputs"].items()}
+        return out
 
 
 def _settle(finished: asyncio.Future[None]) -> None:
@@ -290,10 +359,26 @@ def _cancel(client: Any, future: Any) -> None:
         )
 
 
-def _write(ctx: Attempt, output: _Output) -> None:
-    ctx.log.write("stdout", output.stdout)
-    ctx.log.write("stderr", output.stderr)
+def _write(ctx: Attempt, written: dict[str, int], output: _Output) -> None:
+    """What the task printed that did not arrive live; later live events then change nothing."""
+    _write_from(ctx, written, "stdout", 0, output.stdout)
+    _write_from(ctx, written, "stderr", 0, output.stderr)
+    written["stdout"] = written["stderr"] = 1 << 62  # closed
 
+
+def _write_from(ctx: Attempt, written: dict[str, int], stream: str, offset: int, text: str) -> None:
+    """Write ``text`` (which starts at ``offset`` of its stream) past what was written already."""
+    done = written.get(stream, 0)
+    if offset + len(text) <= done:
+        return
+    ctx.log.write(stream, text[max(0, done - offset) :])
+    written[stream] = offset + len(text)
+
+
+#: inputs at least this large (as dask sizes them) are scattered once a run (FLOWNB_SCATTER_BYTES)
+SCATTER_BYTES = int(os.environ.get("FLOWNB_SCATTER_BYTES") or 1 << 20)
+#: runs whose scattered inputs are kept (a run's steps may read them until it ends)
+_RUNS_KEPT = 8
 
 _EXECUTORS: dict[Any, DaskExecutor] = {}
 _registry_lock = threading.Lock()

@@ -20,7 +20,7 @@ from flownb.errors import FlowDefinitionError, TemplateError
 from flownb.model import dag, templates
 from flownb.model.hashing import code_hash, digest
 from flownb.model.kinds import KindLookup, check_options
-from flownb.model.spec import BACKOFFS, ON_FAILURE, RetryPolicy, StepSpec
+from flownb.model.spec import BACKOFFS, ON_FAILURE, TRIGGER_RULES, RetryPolicy, StepSpec
 
 Durability = Literal["sync", "async"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -174,6 +174,8 @@ class FlowDefinition:
         on_failure: str = "stop",
         fallback: str | Callable[..., Any] | None = None,
         cache: bool = False,
+        trigger_rule: str = "all_succeeded",
+        max_failures: int | float = 0,
         origin: tuple[str, ...] | None = None,
         output_names: tuple[str, ...] | None = None,
         **kind_options: Any,
@@ -185,7 +187,8 @@ class FlowDefinition:
             retry_delay=retry_delay, max_delay=max_delay, jitter=jitter, retry_on=retry_on,
             timeout=timeout, when=when, foreach=foreach, concurrency=concurrency,
             repeat_until=repeat_until, max_iterations=max_iterations, on_failure=on_failure,
-            fallback=fallback, cache=cache, origin=origin, output_names=output_names,
+            fallback=fallback, cache=cache, trigger_rule=trigger_rule, max_failures=max_failures,
+            origin=origin, output_names=output_names,
         )  # fmt: skip
         if fn is None and kind == "python":
 
@@ -299,6 +302,17 @@ class FlowDefinition:
             raise FlowDefinitionError(f"{where}: on_failure must be 'stop' or 'continue', not {s['on_failure']!r}")
         if s["fallback"] == name:
             raise FlowDefinitionError(f"{where}: a step cannot be its own fallback")
+        if s["trigger_rule"] not in TRIGGER_RULES:
+            raise FlowDefinitionError(
+                f"{where}: trigger_rule must be one of {', '.join(TRIGGER_RULES)}, not {s['trigger_rule']!r}"
+            )
+        mf = s["max_failures"]
+        if not (_is_int(mf) and mf >= 0) and not (_is_number(mf) and 0 <= mf < 1):
+            raise FlowDefinitionError(
+                f"{where}: max_failures must be a count (an int >= 0) or a fraction of the items below 1, not {mf!r}"
+            )
+        if mf and s["foreach"] is None:
+            raise FlowDefinitionError(f"{where}: max_failures applies to foreach steps; give foreach= too")
         inputs: tuple[str, ...] = ()
         required: set[str] = set()
         if fn is not None:
@@ -325,7 +339,8 @@ class FlowDefinition:
             concurrency=s["concurrency"], repeat_until=s["repeat_until"],
             max_iterations=s["max_iterations"], on_failure=s["on_failure"], fallback=s["fallback"],
             cache=bool(s["cache"]), code_hash=code_hash(fn, kind, _hashable(options, s)),
-            origin=origin, output_names=s["output_names"],
+            origin=origin, output_names=s["output_names"], trigger_rule=s["trigger_rule"],
+            max_failures=s["max_failures"], required=frozenset(required),
         )  # fmt: skip
         _ = spec.plain  # worked out now, not when a run starts
         return spec
@@ -411,7 +426,7 @@ _DEFAULTS: dict[str, Any] = dict(
     name=None, kind="python", after=(), retries=0, backoff="exponential", retry_delay=1.0,
     max_delay=60.0, jitter=0.0, retry_on=(Exception,), timeout=None, when=None, foreach=None,
     concurrency=None, repeat_until=None, max_iterations=100, on_failure="stop", fallback=None,
-    cache=False, origin=None, output_names=None,
+    cache=False, trigger_rule="all_succeeded", max_failures=0, origin=None, output_names=None,
 )  # fmt: skip
 _COMMON = frozenset(_DEFAULTS) - {"name", "kind"}
 
@@ -535,6 +550,6 @@ def _describe(origin: tuple[str, ...]) -> str:
 
 def _hashable(options: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
     out = {k: (v.name if hasattr(v, "_specs") else v) for k, v in options.items()}
-    for key in ("when", "foreach", "repeat_until", "output_names"):
+    for key in ("when", "foreach", "repeat_until", "output_names", "trigger_rule", "max_failures"):
         out[f"@{key}"] = s[key]
     return out

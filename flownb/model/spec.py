@@ -12,6 +12,8 @@ from typing import Any, Literal
 Backoff = Literal["constant", "linear", "exponential"]
 OnFailure = Literal["stop", "continue"]
 BACKOFFS: tuple[str, ...] = ("constant", "linear", "exponential")
+#: when a step runs, given how its upstream steps ended (DESIGN §2)
+TRIGGER_RULES: tuple[str, ...] = ("all_succeeded", "none_failed", "all_done", "one_succeeded")
 ON_FAILURE: tuple[str, ...] = ("stop", "continue")
 
 
@@ -68,6 +70,14 @@ class StepSpec:
     """Where the step was defined; the same origin may redefine it."""
     output_names: tuple[str, ...] | None = None
     """For steps that produce several named values (notebook cells)."""
+    trigger_rule: str = "all_succeeded"
+    """all_succeeded: every upstream step succeeded; none_failed: none failed and one succeeded
+    (the join after ``when`` branches); all_done: every upstream ended, however (cleanup);
+    one_succeeded: every upstream ended and one succeeded."""
+    max_failures: int | float = 0
+    """For foreach: how many items may fail (a count, or a fraction of the items below 1)."""
+    required: frozenset[str] = frozenset()
+    """Parameters without a default: an upstream step that did not succeed gives them None."""
     handler: Any = field(default=None, compare=False, repr=False)
     """The step kind that runs it (a ``flownb.model.kinds.StepKind``), set when the step is defined."""
 

@@ -101,6 +101,10 @@ def step_parser(prog: str) -> Parser:
     p.add_argument("--on-failure", choices=("stop", "continue"), default="stop")
     p.add_argument("--fallback", metavar="STEP")
     p.add_argument("--cache", action="store_true", help="reuse an earlier output for the same inputs and code")
+    p.add_argument("--trigger-rule", choices=("all_succeeded", "none_failed", "all_done", "one_succeeded"),
+                   default="all_succeeded", help="when it runs, given how its upstream steps ended")  # fmt: skip
+    p.add_argument("--max-failures", type=_count_or_fraction, default=0, metavar="N",
+                   help="foreach: how many items may fail (a count, or a fraction below 1)")  # fmt: skip
     p.add_argument("--kind", default="python", help="python (default), shell, http, agent, wasm, approval, subflow")
     p.add_argument("--flow", metavar="F", help="the flow to add the step to (default: the notebook's)")
     kind = p.add_argument_group("kind options (for --kind other than python)")
@@ -236,6 +240,11 @@ the live view:
   figures, and a failure's traceback). `--wait` blocks until the run ends and then
   adds the final picture and summary as static HTML (what nbconvert, GitHub and
   nbviewer show). `view.run` is the flownb.Run; `view.wait()` waits for it."""
+
+
+def _count_or_fraction(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _serve_parsers(sub: Any) -> None:

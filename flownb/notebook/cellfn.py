@@ -144,8 +144,8 @@ class CellFunction:
     ``item``...) as keyword parameters, which the flow reads as dependencies;
     ``__flownb_source__`` is the cell body (resume re-runs a step whose code
     changed); ``__flownb_reads__`` names the outputs it reads of each producer;
-    ``__flownb_remote__`` gives a picklable zero-argument callable
-    that runs the cell from its source elsewhere (the Dask executor).
+    ``__flownb_remote__`` gives a picklable callable and its arguments
+    that run the cell from its source elsewhere (the Dask executor).
     """
 
     def __init__(
@@ -235,15 +235,16 @@ class CellFunction:
         hint = f" ({later} assigns it later: move that cell up, or this one down)" if later else ""
         exc.args = (f"name {name!r} is not defined: {who} reads it, and no earlier cell defines it{hint}",)
 
-    def __flownb_remote__(self, kwargs: Mapping[str, Any]) -> Callable[[], Any]:
-        """A picklable zero-argument callable running this cell with ``kwargs`` elsewhere."""
+    def __flownb_remote__(self, kwargs: Mapping[str, Any]) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """A picklable callable that runs this cell elsewhere, and its keyword arguments
+        (``{"inputs": {name: value}}``: an executor may replace a large value by a reference)."""
         inputs, _ = read_inputs(self._bindings, kwargs)
         inputs.update({k: kwargs[k] for k in self._context if k in kwargs})
         shipped = ship_globals(self._namespace(), tuple(self.plan.reads), exclude=set(inputs))
-        return functools.partial(
-            run_remote, self.__name__, self.__flownb_source__, self._first_line, shipped, inputs,
-            self.__flownb_cell__,
-        )  # fmt: skip
+        run = functools.partial(
+            run_remote, self.__name__, self.__flownb_source__, self._first_line, shipped, info=self.__flownb_cell__
+        )
+        return run, {"inputs": inputs}
 
 
 def flush_figures() -> None:
@@ -289,7 +290,7 @@ def ship_globals(namespace: Mapping[str, Any], reads: tuple[str, ...], *, exclud
 
 
 def run_remote(
-    step: str, body: str, first_line: int, shipped: dict[str, Any], inputs: dict[str, Any], info: CellInfo
+    step: str, body: str, first_line: int, shipped: dict[str, Any], *, inputs: dict[str, Any], info: CellInfo
 ) -> Any:
     """Run a cell from its source (in a Dask worker, or any other process)."""
     from flownb.notebook.analysis import parse_cell

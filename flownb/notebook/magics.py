@@ -312,7 +312,8 @@ def _step_options(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "after": names(args.after), "retries": args.retries, "backoff": args.backoff,
         "retry_delay": args.retry_delay, "max_delay": args.max_delay, "on_failure": args.on_failure,
-        "max_iterations": args.max_iterations, "cache": args.cache,
+        "max_iterations": args.max_iterations, "cache": args.cache, "trigger_rule": args.trigger_rule,
+        "max_failures": args.max_failures,
     }  # fmt: skip
     for opt in ("timeout", "when", "foreach", "concurrency", "repeat_until", "fallback"):
         if getattr(args, opt) is not None:

@@ -204,14 +204,14 @@ def test_a_timeout_cancels_the_future_and_records_a_timeout(client: Any, tmp_pat
 
 
 def test_a_cell_step_travels_through_its_remote_hook(client: Any) -> None:
-    """A notebook cell's function may not pickle; its ``__flownb_remote__`` callable is sent instead."""
+    """A notebook cell's function may not pickle; its ``__flownb_remote__`` callable and arguments
+    are sent instead."""
     seen: list[dict[str, Any]] = []
     unpicklable = threading.Lock()
 
-    def remote_hook(kwargs: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    def remote_hook(kwargs: dict[str, Any]) -> tuple[Callable[..., dict[str, Any]], dict[str, Any]]:
         seen.append(kwargs)
-        base = kwargs["base"]
-        return lambda: {"total": base + 1, "pid": os.getpid()}
+        return (lambda base: {"total": base + 1, "pid": os.getpid()}), {"base": kwargs["base"]}
 
     def cell(base: int) -> Any:
         with unpicklable:  # never called on this path; it would not pickle anyway
@@ -322,3 +322,63 @@ def test_executor_dask_starts_one_shared_local_cluster(client: Any) -> None:
     finally:
         dask_executor.shutdown()
     assert client.status == "running"  # a Client passed in is never closed by flownb
+
+
+def test_a_large_input_is_sent_to_the_cluster_once_a_run(client: Any) -> None:
+    flow = flownb.Flow("dask_scatter", db=":memory:", executor=client)
+
+    @flow.step
+    def table() -> list[int]:
+        return list(range(400_000))  # about 14 MB as dask sizes it: above the 1 MB threshold
+
+    @flow.step(foreach="[0, 1, 2, 3, 4, 5]")
+    def probe(item: int, table: list[int]) -> tuple[int, int, int]:
+        import os
+
+        return os.getpid(), id(table), table[item]
+
+    run = flow.run().wait(HANG_GUARD)
+    assert run.status == "succeeded", run.error
+    seen = run.outputs["probe"]
+    assert [v for _, _, v in seen] == [0, 1, 2, 3, 4, 5]
+    copies = {(pid, ident) for pid, ident, _ in seen}
+    # one object per worker process that ran items: scattered once and shared, not unpickled per task
+    assert len(copies) == len({pid for pid, _, _ in seen}) <= WORKERS
+
+
+def test_a_worker_print_reaches_the_log_before_its_task_ends(client: Any, tmp_path: Path) -> None:
+    from flownb.engine.runtime import runtime
+
+    flag = tmp_path / "heard"
+    heard: list[str] = []
+
+    def listen(ex: Any) -> None:
+        def on_log(_ex: Any, step: str, stream: str, text: Any) -> None:
+            if stream == "stdout" and "halfway" in str(text):
+                heard.append(step)
+                flag.write_text("go")  # the step waits for this: it ends only if the print came live
+
+        ex.log_listeners.append(on_log)
+
+    runtime().on_start.append(listen)
+    try:
+        flow = flownb.Flow("dask_live", db=":memory:", executor=client)
+
+        @flow.step(timeout=60)
+        def slow() -> str:
+            import pathlib
+            import time
+
+            print("halfway", flush=True)
+            deadline = time.monotonic() + 30
+            while not pathlib.Path(str(flag)).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return "saw the flag" if pathlib.Path(str(flag)).exists() else "nobody heard"
+
+        run = flow.run().wait(HANG_GUARD)
+    finally:
+        runtime().on_start.remove(listen)
+    assert run.status == "succeeded", run.error
+    assert run.outputs["slow"] == "saw the flag"
+    assert heard == ["slow"]
+    assert run.steps.iloc[-1]["stdout"] == "halfway\n"  # written once, not again with the result

@@ -217,8 +217,8 @@ def test_remote_callable_runs_the_cell_from_source_after_pickling() -> None:
     reg.define(CellDef("src", "vals = [1, 4]", "", ("cell", "s"), {}))
     reg.define(CellDef("root", "roots = [math.sqrt(v) * scale for v in vals]", "", ("cell", "r"), {}))
     fn = flow.steps["root"].fn
-    remote = fn.__flownb_remote__({"src": {"vals": [1, 4, 9]}})
-    assert pickle.loads(pickle.dumps(remote))() == {"roots": [3.0, 6.0, 9.0]}
+    remote, kwargs = fn.__flownb_remote__({"src": {"vals": [1, 4, 9]}})
+    assert pickle.loads(pickle.dumps(remote))(**kwargs) == {"roots": [3.0, 6.0, 9.0]}
 
 
 def test_a_flow_in_order_chains_its_steps_as_defined() -> None:

@@ -10,7 +10,7 @@ Guarantees kept here:
   ``idle_release`` seconds of quiet, and after a quantum when another process
   waits. A process that gets no turn within ``lock_timeout`` seconds raises
   :class:`~flownb.errors.StoreLocked` naming the holder and what it is doing.
-* **One owner** (lease.py). A run's lease is written with its ``run_started``
+* **One owner** (lease.py, owned.py). A run's lease is written with its ``run_started``
   record and given back with its ``run_ended``, in the same transaction. Each
   time this process takes its turn it reads the leases of the runs it owns (no
   other process can change them while it has the file): a run another process
@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 
-from flownb.errors import FlownbError, RunActive, StoreError
+from flownb.errors import FlownbError, StoreError
 from flownb.store import batches, codecs, failures, lease, lease_table, schema
 from flownb.store.base import Decision, Event, Store, StoredValue
+from flownb.store.owned import OwnedRuns
 from flownb.store.storefile import StoreFile
 
 if TYPE_CHECKING:
@@ -116,12 +117,8 @@ class DuckDBStore(Store):
         self._wake = threading.Event()
         self._closed = False
         self._prepared = False
-        #: the runs this process owns, by epoch; the writer thread's alone
-        self._owned: dict[str, int] = {}
-        #: runs another process took over from this one (their records are refused)
-        self._lost: dict[str, lease.Lease | None] = {}
-        #: runs a record of which failed to commit (they never end succeeded)
-        self._failed: dict[str, BaseException] = {}
+        #: the runs this process owns here, lost, or failed to record (the writer thread's alone)
+        self._runs = OwnedRuns(path, self._owner, self.lease_ttl, self.lease_listeners)
         self._stop_renewing = threading.Event()
         self._renewer: threading.Thread | None = None
         self._file = StoreFile(path, self.lock_timeout)
@@ -245,8 +242,8 @@ class DuckDBStore(Store):
 
     def heartbeat(self, run_ids: list[str]) -> None:
         """Renew this process's leases now (they are renewed every ``ttl / 10`` seconds anyway)."""
-        if self._owned and not self._file.read_only:
-            self._call(self._renew)
+        if self._runs.owned and not self._file.read_only:
+            self._call(self._runs.renew)
 
     def check_writable(self) -> None:
         if self._file.read_only:
@@ -256,7 +253,7 @@ class DuckDBStore(Store):
         return self._call(lambda con: self._claim(con, run_id))
 
     def release_run(self, run_id: str) -> None:
-        self._call(lambda con: self._give_back(con, [run_id]))
+        self._call(lambda con: self._runs.give_back(con, [run_id]))
 
     def run_owner(self, run_id: str) -> lease.Lease | None:
         return self._call(lambda con: lease_table.lease_of(con, run_id), write=False)
@@ -316,7 +313,7 @@ class DuckDBStore(Store):
 
     def _let_go(self) -> bool:
         """Whether this turn with the file ends now (see the module docstring)."""
-        if not self._owned and self._queue.empty():
+        if not self._runs.owned and self._queue.empty():
             return True  # this process runs no flow: it lets go right after each query
         if time.monotonic() - self._last_use >= self.idle_release:
             return True  # quiet for a while (a renewal alone does not count as work)
@@ -358,7 +355,7 @@ class DuckDBStore(Store):
                 self._release()
             for op in batch:
                 if isinstance(op, _Write):
-                    self._mark_failed(op, exc)
+                    self._runs.mark_failed(op.runs(), exc)
                 op.future.set_exception(exc)
             return
         writes: list[_Write] = []
@@ -387,8 +384,8 @@ class DuckDBStore(Store):
         self._file.note_size()
 
     def _commit(self, con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
-        if self._lost or self._failed:
-            writes = self._fenced(con, writes)
+        if self._runs.fenced:
+            writes = self._fence(con, writes)
         if not writes:
             return
         if self._file.con is None:  # a failure closed the database; the next batch opens it again
@@ -399,62 +396,33 @@ class DuckDBStore(Store):
         values = [v for w in writes for v in w.values]
         started, ended = batches.lease_changes(events)
         try:
-            batches.write(con, events, values, leases=self._lease_rows(started, ended) if started or ended else None)
+            batches.write(con, events, values, leases=self._runs.lease_rows(started, ended))
         except Exception as exc:  # noqa: BLE001  (find the bad write; commit the others)
             error = self._failure(exc)
             if len(writes) == 1 or self._file.con is None or self._file.damage is not None:
                 for w in writes:
-                    self._mark_failed(w, error)
+                    self._runs.mark_failed(w.runs(), error)
                     w.future.set_exception(error)
                 return
             for w in writes:
                 self._commit(con, [w])
             return
-        for run in started:
-            self._owned[run] = 1
+        self._runs.committed(started, ended)
+        if started or ended:  # what this process does changed: say so to whoever waits for the file
             self._start_renewing()
-        for run in ended:
-            self._owned.pop(run, None)
-            self._failed.pop(run, None)
-        if started or ended:  # what this process is doing changed: say so to who waits for the file
             self._file.turns.describe(self._about())
         for w in writes:
             w.future.set_result(None)
 
-    def _fenced(self, con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> list[_Write]:
-        """The writes this process may still commit: none of a run another process took
-        over; none that would end succeeded a run whose earlier record failed."""
+    def _fence(self, con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> list[_Write]:
         kept: list[_Write] = []
         for w in writes:
-            refusal: BaseException | None = None
-            for run in w.runs():
-                if run in self._lost:
-                    taker = self._lost[run]
-                    refusal = RunActive(
-                        run, taker.owner.pid if taker else None, taker.owner.host if taker else None,
-                        detail=f" (it took the run over{f', epoch {taker.epoch}' if taker else ''}; "
-                        "this process's late records of it are refused)",
-                    )  # fmt: skip
-                elif run in self._failed and _ends_succeeded(w, run):
-                    refusal = failures.error(
-                        self.path, failures.FAILED,
-                        f"run {run} is not recorded as succeeded: an earlier record of it could not be written "
-                        f"({self._failed[run]})", "resume the run once the store works again",
-                    )  # fmt: skip
-                    # it shows as interrupted (resumable), not as running forever
-                    with contextlib.suppress(duckdb.Error):
-                        self._give_back(con, [run])
+            refusal = self._runs.refusal(con, w.runs(), w.events)
             if refusal is None:
                 kept.append(w)
             else:
                 w.future.set_exception(refusal)
         return kept
-
-    def _mark_failed(self, write: _Write, error: BaseException) -> None:
-        if isinstance(error, RunActive):
-            return
-        for run in write.runs():
-            self._failed.setdefault(run, error)
 
     def _failure(self, exc: BaseException) -> BaseException:
         return self._file.failure(exc)
@@ -473,7 +441,7 @@ class DuckDBStore(Store):
                 con.execute(schema.VIEWS)
                 lease_table.sweep(con, self._owner)
             self._prepared = True
-        self._verify_leases(con)
+        self._runs.verify(con)
 
     def _release(self) -> None:
         self._file.close()
@@ -481,14 +449,14 @@ class DuckDBStore(Store):
     def _shut(self) -> None:
         """Closing: give back the leases of runs still owned here (their process is ending),
         let go of the file and of the lock file."""
-        if self._owned and not self._file.read_only and self._file.damage is None:
+        if self._runs.owned and not self._file.read_only and self._file.damage is None:
             with contextlib.suppress(Exception):
-                self._give_back(self._connect(wait=_CLOSE_WAIT), list(self._owned))
+                self._runs.give_back(self._connect(wait=_CLOSE_WAIT), list(self._runs.owned))
         self._file.shut()
 
     def _about(self) -> dict[str, Any]:
         """Who this process is and what it does, for a StoreLocked of another process."""
-        runs = sorted(self._owned)
+        runs = sorted(self._runs.owned)
         if not runs:
             doing = "querying it"
         elif len(runs) == 1:
@@ -497,46 +465,13 @@ class DuckDBStore(Store):
             doing = f"running {len(runs)} flows (runs {', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''})"
         return {"pid": self._owner.pid, "host": self._owner.host, "doing": doing}
 
-    # -- leases (lease.py, lease_table.py); on the writer thread, during this process's turn ----
-
-    def _lease_rows(self, started: list[str], ended: list[str]) -> Callable[[duckdb.DuckDBPyConnection], None]:
-        def write(con: duckdb.DuckDBPyConnection) -> None:
-            lease_table.take_new(con, self._owner, self.lease_ttl, started)
-            if ended:
-                lease_table.give_back(con, self._owner, ended)
-
-        return write
+    # -- leases (lease.py, owned.py); on the writer thread, during this process's turn -------
 
     def _claim(self, con: duckdb.DuckDBPyConnection, run_id: str) -> int:
-        epoch = lease_table.claim(con, self._owner, self.lease_ttl, run_id)
-        self._owned[run_id] = epoch
-        self._lost.pop(run_id, None)
-        self._failed.pop(run_id, None)
+        epoch = self._runs.claim(con, run_id)
         self._start_renewing()
         self._file.turns.describe(self._about())
         return epoch
-
-    def _give_back(self, con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> None:
-        lease_table.give_back(con, self._owner, run_ids)
-        for run in run_ids:
-            self._owned.pop(run, None)
-
-    def _renew(self, con: duckdb.DuckDBPyConnection) -> None:
-        lease_table.renew(con, self._owner)
-
-    def _verify_leases(self, con: duckdb.DuckDBPyConnection) -> None:
-        """At the start of a turn: which of this process's runs another process took over."""
-        if not self._owned:
-            return
-        found = lease_table.current(con, list(self._owned))
-        for run, epoch in list(self._owned.items()):
-            now = found.get(run)
-            if now is None or now.epoch != epoch or now.owner != self._owner or not now.held:
-                del self._owned[run]
-                self._lost[run] = now
-                for listener in list(self.lease_listeners):
-                    with contextlib.suppress(Exception):  # a listener must never break the writer
-                        listener(run, now)
 
     def _start_renewing(self) -> None:
         if self._renewer is None:
@@ -553,12 +488,7 @@ class DuckDBStore(Store):
         with the file like any write; a failed one is tried again next period."""
         period = lease.renew_every(self.lease_ttl)
         while not self._stop_renewing.wait(period):
-            if self._owned:
+            if self._runs.owned:
                 with contextlib.suppress(Exception):
-                    self._call(self._renew, chore=True)
+                    self._call(self._runs.renew, chore=True)
 
-
-def _ends_succeeded(write: _Write, run: str) -> bool:
-    return any(
-        e.run_id == run and e.event == batches.ENDED and e.payload.get("status") == "succeeded" for e in write.events
-    )

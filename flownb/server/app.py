@@ -229,7 +229,8 @@ class Server:
     def serve_forever(self) -> None:
         """Serve in the foreground until Ctrl-C (uvicorn handles the signals)."""
         if self.scheduler is not None:
-            self.scheduler.start()
+            # once listening: the loop's first fire must not share the GIL with uvicorn's start
+            threading.Thread(target=self._start_scheduler, name="flownb-serve-start", daemon=True).start()
         try:
             self._uvicorn.run()
         finally:
@@ -237,6 +238,12 @@ class Server:
                 self.scheduler.stop()
         if not self._uvicorn.started:
             raise OSError(f"flownb serve could not listen on {self.host}:{self._uvicorn.config.port}")
+
+    def _start_scheduler(self) -> None:
+        while not self._uvicorn.started and not self._uvicorn.should_exit:
+            time.sleep(0.01)
+        if self.scheduler is not None and not self._uvicorn.should_exit:
+            self.scheduler.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.scheduler is not None:

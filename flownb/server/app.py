@@ -233,11 +233,17 @@ class Server:
             threading.Thread(target=self._start_scheduler, name="flownb-serve-start", daemon=True).start()
         try:
             self._uvicorn.run()
+        except SystemExit:  # uvicorn exits when it cannot bind: say so in one line instead
+            if self._uvicorn.started:
+                raise
         finally:
             if self.scheduler is not None:
                 self.scheduler.stop()
         if not self._uvicorn.started:
-            raise OSError(f"flownb serve could not listen on {self.host}:{self._uvicorn.config.port}")
+            raise OSError(
+                f"flownb serve could not listen on {self.host}:{self._uvicorn.config.port} "
+                "(in use by another program? pick another --port)"
+            )
 
     def _start_scheduler(self) -> None:
         while not self._uvicorn.started and not self._uvicorn.should_exit:

@@ -62,8 +62,12 @@ class RunReader:
         if not events:
             raise ApiError(404, f"no run {run_id!r} in the store; GET /api/runs lists them")
         fold = RunFold.of(events)
-        for d in self.store.decisions(run_id):
-            fold.decide(d.step, d.decision, d.decided_by, d.comment, d.via, d.ts.timestamp())
+        # decisions posted to the inbox and not yet taken up by the run's owner; only gates
+        # count (the inbox also carries commands such as cancel), and only a waiting one can change
+        if any(g.decision is None and g.requested_at is not None for g in fold.approvals.values()):
+            for d in self.store.decisions(run_id):
+                if d.step in fold.approvals:
+                    fold.decide(d.step, d.decision, d.decided_by, d.comment, d.via, d.ts.timestamp())
         return fold
 
     def _events(self, run_id: str) -> list[Any]:
@@ -84,8 +88,13 @@ class RunReader:
 
     def status(self, fold: RunFold) -> RunStatus:
         """The recorded status, or ``interrupted`` when a live run's owner is gone."""
+        from flownb.engine.runtime import find_active
+
         if fold.status not in RUN_ACTIVE:
             return fold.status
+        mine = find_active(fold.run_id)
+        if mine is not None and mine.run_id == fold.run_id and not mine.done.done():
+            return fold.status  # this process owns it, alive
         held = self.store.run_owner(fold.run_id)
         if held is None or not lease.owner_alive(held):
             return RunStatus.INTERRUPTED

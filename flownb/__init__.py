@@ -6,6 +6,7 @@ Users import from here only; everything in subpackages is internal.
 from importlib.metadata import version as _version
 
 from flownb.api import Flow
+from flownb.engine.attached import attach
 from flownb.engine.run import Run
 from flownb.errors import (
     ApprovalRejected,
@@ -16,6 +17,7 @@ from flownb.errors import (
     OutputNotStorable,
     RunActive,
     RunCancelled,
+    RunExists,
     RunFailed,
     RunNotFound,
     StepFailed,
@@ -41,6 +43,7 @@ __all__ = [
     "Run",
     "RunActive",
     "RunCancelled",
+    "RunExists",
     "RunFailed",
     "RunNotFound",
     "StepFailed",
@@ -48,6 +51,7 @@ __all__ = [
     "StoreError",
     "StoreLocked",
     "TemplateError",
+    "attach",
     "history",
     "load_ipython_extension",
     "register_kind",

@@ -45,11 +45,18 @@ class Flow(FlowDefinition):
             max_runs=max_runs, in_order=in_order, kinds=get_kind,
         )  # fmt: skip
 
-    def run(self, params: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> Run:
-        """Start a run in the background and return its handle at once."""
+    def run(
+        self, params: Mapping[str, Any] | None = None, *, timeout: float | None = None, trigger: str = "manual",
+        run_id: str | None = None,
+    ) -> Run:  # fmt: skip
+        """Start a run in the background and return its handle at once.
+
+        ``trigger`` (manual, cli, api, schedule, webhook) is recorded in ``runs.trigger``;
+        ``run_id`` names the run, and is refused (``RunExists``) when a run has it already.
+        """
         from flownb.engine.runtime import start_run
 
-        return start_run(self.plan(), dict(params or {}), timeout=timeout)
+        return start_run(self.plan(), dict(params or {}), timeout=timeout, trigger=trigger, run_id=run_id)
 
     def resume(self, run_id: str, *, params: Mapping[str, Any] | None = None, timeout: float | None = None) -> Run:
         """Finish an interrupted or failed run: committed steps are restored, not re-run.

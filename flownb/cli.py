@@ -90,7 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     approve.add_argument("--by", help="who decides (default: the user name)")
     approve.set_defaults(handler=_cmd_approve)
 
-    resume = sub.add_parser("resume", parents=[common], help="finish an interrupted or failed run")
+    for name, text in (("cancel", "cancel a run, whichever process runs it"),
+                       ("pause", "start no new step of a run until `flownb resume RUN`")):  # fmt: skip
+        control = sub.add_parser(name, parents=[common], help=text)
+        control.add_argument("run")
+        control.set_defaults(handler=_cmd_control, command=name)
+
+    resume = sub.add_parser(
+        "resume", parents=[common], help="go on with a paused run; finish an interrupted or failed one"
+    )
     resume.add_argument("run")
     resume.add_argument("--target", help="the notebook or FILE.py:NAME (default: the one the run recorded)")
     resume.add_argument("--approve", action="append", default=[], metavar="STEP|all")
@@ -152,11 +160,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return follow(run, approve=args.approve, echo=echo)
 
 
+def _cmd_control(args: argparse.Namespace) -> int:
+    import flownb
+
+    run = flownb.attach(args.run)
+    getattr(run, args.command)()
+    done = "cancelling" if args.command == "cancel" else "pausing"
+    print(f"{done} run {run.id} (its process applies it within a few seconds; flownb show {run.id} follows it)")
+    return 0
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
+    import flownb
     from flownb.cli_progress import echo_steps, follow
     from flownb.cli_targets import load_target, recorded_target
     from flownb.store import open_store
 
+    attached = flownb.attach(args.run)
+    if attached.status == "paused":  # its owner goes on; nothing to load here
+        attached.resume()
+        print(f"resuming paused run {attached.id}")
+        return 0
     store = open_store(None)
     where, flow_name = recorded_target(store, args.run)
     target = load_target(args.target or where, flow_name=flow_name, executor=None)

@@ -48,11 +48,13 @@ class Target:
         self, params: Mapping[str, Any], *, approve: Iterable[str], timeout: float | None, in_order: bool = False
     ) -> Run:
         if self.session is not None:
-            run = self.session.start(self.flow.name, params=dict(params), timeout=timeout, in_order=in_order)
+            run = self.session.start(
+                self.flow.name, params=dict(params), timeout=timeout, in_order=in_order, trigger="cli"
+            )
             return run  # type: ignore[no-any-return]
         if in_order:
             self.flow.in_order = True
-        return self.flow.run(dict(params), timeout=timeout)
+        return self.flow.run(dict(params), timeout=timeout, trigger="cli")
 
     def resume(self, run_id: str, *, approve: Iterable[str]) -> Run:
         if self.session is not None:

@@ -14,6 +14,7 @@ do next::
     │   └── OutputNotStorable      kept for compatibility: unstorable outputs are now volatile
     ├── RunFailed                  a run ended without success (raised by raise_for_status)
     │   └── RunCancelled           the run was cancelled
+    ├── RunExists                  a run of that id exists already
     ├── RunNotFound                no run with that id in the store
     ├── RunActive                  another live process owns the run (it holds the run's lease)
     ├── NotebookFileError          a notebook file cannot be read or is not a notebook
@@ -99,6 +100,12 @@ class RunCancelled(RunFailed):
     """The run was cancelled."""
 
     code = "run_cancelled"
+
+
+class RunExists(FlownbError):
+    """A run was given an id that another run of the store has (a schedule's fire started it)."""
+
+    code = "run_exists"
 
 
 class RunNotFound(FlownbError):

@@ -221,6 +221,8 @@ class StepContext:
     timeout: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     """tokens_in, tokens_out, cost_usd: recorded on the attempt's row."""
+    arguments: dict[str, Any] | None = None
+    """A python step's arguments, kept so that a failed attempt records what it was given."""
     recorded_inputs: dict[str, Any] | None = None
     """What the step was asked to do (redacted), recorded on the attempt's row."""
 

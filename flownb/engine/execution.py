@@ -19,6 +19,7 @@ import json
 import os
 import socket
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine.clock import SYSTEM, Clock
@@ -29,7 +30,7 @@ from flownb.engine.params import PARAMS_STEP, RecordedParams, record_params
 from flownb.engine.recorder import Recorder
 from flownb.engine.scheduler import Scheduler
 from flownb.engine.stepper import Outcome
-from flownb.errors import RunCancelled, RunFailed, StepFailed
+from flownb.errors import FlownbError, RunCancelled, RunFailed, StepFailed
 from flownb.executors import resolve_executor
 from flownb.executors.capture import StepLog
 from flownb.model.spec import StepSpec
@@ -43,13 +44,19 @@ if TYPE_CHECKING:
     from flownb.model.flow import RunPlan
 
 MAX_DEPTH = 5
+#: the inbox's step name for commands to a whole run, and the commands
+CONTROL_STEP = "__run__"
+CANCEL, PAUSE, RESUME = "cancel", "pause", "resume"
+#: how often the owner reads its inbox for commands: seldom enough that the store's file is let go
+#: between reads (other processes take their turns with it), often enough to answer within seconds
+CONTROL_POLL_SECONDS = 2.0
 
 
 class RunExecution:
     def __init__(
         self, runtime: Runtime, plan: RunPlan, params: dict[str, Any], store: Store,
         run_id: str, *, timeout: float | None = None, parent_run_id: str | None = None,
-        depth: int = 0, restored: Restored | None = None, clock: Clock = SYSTEM,
+        depth: int = 0, restored: Restored | None = None, clock: Clock = SYSTEM, trigger: str = "manual",
     ) -> None:  # fmt: skip
         self.runtime = runtime
         self.plan = plan
@@ -93,7 +100,15 @@ class RunExecution:
         self._finished = asyncio.Event()
         #: refused here, in the caller, before any step starts: params that cannot be recorded
         self._recorded_params = record_params(params, flow=plan.name) if restored is None else None
-        self._run_info = {"id": run_id, "flow": plan.name}
+        started_at = restored.started_at if restored is not None and restored.started_at else clock.time()
+        self.trigger = restored.trigger if restored is not None and restored.trigger else trigger
+        #: the ``run`` template variable and step parameter (DESIGN §2)
+        self._run_info = {
+            "id": run_id, "flow": plan.name, "started_at": datetime.fromtimestamp(started_at, UTC).isoformat(),
+            "trigger": self.trigger, "params": params,
+        }  # fmt: skip
+        #: when this process began the run: control commands posted before it are another owner's
+        self.began_at = clock.time()
 
     @property
     def attempts(self) -> dict[str, int]:
@@ -113,8 +128,13 @@ class RunExecution:
                 self.set_status(RunStatus.RUNNING)
                 # the run exists in the store before any of its steps can have effects
                 await asyncio.wrap_future(self.recorder.commit())
-                async with asyncio.timeout(self.timeout):
-                    await self.scheduler.run()
+                controls = asyncio.get_running_loop().create_task(self._follow_controls()) if self.depth == 0 else None
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        await self.scheduler.run()
+                finally:
+                    if controls is not None:
+                        controls.cancel()
         except TimeoutError:
             self.error = RunFailed(
                 f"run {self.run_id} of flow {self.plan.name!r} timed out after {self.timeout:g}s; "
@@ -136,7 +156,8 @@ class RunExecution:
         if self.restored is None:
             params = self._recorded_params or RecordedParams({})
             payload: dict[str, Any] = dict(ev.run_started(
-                flow=self.plan.name, params=params.shown, host=socket.gethostname(), pid=os.getpid(),
+                flow=self.plan.name, params=params.shown, trigger=self.trigger, host=socket.gethostname(),
+                pid=os.getpid(),
                 notebook=self.runtime.notebook, flow_hash=self.graph.hash, parent_run_id=self.parent_run_id,
                 steps=self.graph.shape(),
             ))  # fmt: skip
@@ -200,6 +221,48 @@ class RunExecution:
 
     async def wait_finished(self) -> None:
         await self._finished.wait()
+
+    # -- control from anywhere (cancel, pause, resume) ---------------------------------------
+
+    def pause(self) -> None:
+        """No new step starts; running ones finish; the run shows ``paused`` (on the engine loop)."""
+        if self.status in ev.RUN_ENDED or self.scheduler.paused:
+            return
+        self.scheduler.paused = True
+        self.set_status(RunStatus.PAUSED)
+        self.recorder.commit()
+
+    def unpause(self) -> None:
+        """Go on after :meth:`pause` (on the engine loop)."""
+        if not self.scheduler.paused:
+            return
+        self.scheduler.paused = False
+        self.set_status(RunStatus.WAITING if self.gates.pending() else RunStatus.RUNNING)
+        self.recorder.commit()
+        self.scheduler.pump()
+
+    def control(self, command: str) -> None:
+        """Apply ``cancel``, ``pause`` or ``resume`` (on the engine loop)."""
+        if command == CANCEL:
+            self.cancel()
+        elif command == PAUSE:
+            self.pause()
+        elif command == RESUME:
+            self.unpause()
+
+    async def _follow_controls(self) -> None:
+        """Commands other processes post for this run through the store (its inbox), in order."""
+        applied = 0
+        while True:
+            await asyncio.sleep(CONTROL_POLL_SECONDS)  # real time: a test's manual clock must not spin it
+            try:
+                found = await asyncio.to_thread(self.store.decisions, self.run_id)
+            except FlownbError:
+                continue  # the store is busy with another process; ask again later
+            commands = [d for d in found if d.step == CONTROL_STEP and d.ts.timestamp() >= self.began_at]
+            for d in commands[applied:]:
+                self.control(d.decision)
+            applied = len(commands)
 
     async def _cancel_steps(self) -> None:
         for child in list(self._children):

@@ -84,7 +84,7 @@ def start(ex: RunExecution, name: str) -> None:
     scope = ex.scope_for(spec)
     ctx = StepContext(ex, spec, name, ex.journal.next_attempt(name), scope, ex.new_log(name))
     attempt = FastAttempt(ex, ctx, ex.journal.input_hash(spec))
-    kwargs = ex.arguments(spec, scope) if spec.inputs else {}
+    kwargs = ctx.arguments = ex.arguments(spec, scope) if spec.inputs else {}
     ex.scheduler.fast_running[name] = attempt
     ex.executor.submit(spec.fn, kwargs, ctx.log, attempt, ex.loop)  # type: ignore[attr-defined]
 

@@ -99,11 +99,14 @@ class Journal:
             out = log.text("stdout") or None
             err = log.text("stderr") or None
             shown = log.displays or None
+        inputs = ctx.recorded_inputs
+        if inputs is None and error is not None and ctx.arguments is not None:
+            inputs = snapshot(ctx.arguments)  # what the failed attempt was given, to debug it with
         payload = ev.step_finished(
             attempt=ctx.attempt, kind=ctx.spec.kind, status=status, level=self.graph.levels.get(ctx.spec.name),
             code_hash=ctx.spec.code_hash, started_at=started, duration_ms=round((self.clock.perf() - t0) * 1000, 3),
             input_hash=input_hash, stdout=out, stderr=err, displays=shown, reason=reason or None,
-            inputs=ctx.recorded_inputs, **_error_fields(error), **ctx.metrics,
+            inputs=inputs, **_error_fields(error), **ctx.metrics,
         )  # fmt: skip
         # the outputs travel in the step_finished event: one row a step, not two
         if encoded is not None:
@@ -206,6 +209,23 @@ class Journal:
 
     def item_done(self) -> None:
         self.recorder.commit(urgent=False)  # each item is checkpointed as it finishes
+
+
+#: characters of each input's text kept in a failed attempt's snapshot
+SNAPSHOT_CHARS = 2_000
+
+
+def snapshot(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A failed attempt's inputs as text, each cut to SNAPSHOT_CHARS (secrets are scrubbed by value
+    from everything recorded, this too)."""
+    out: dict[str, Any] = {}
+    for name, value in arguments.items():
+        try:
+            text = repr(value)
+        except Exception as exc:  # noqa: BLE001  (a broken __repr__ must not hide the step's own error)
+            text = f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
+        out[name] = text if len(text) <= SNAPSHOT_CHARS else text[:SNAPSHOT_CHARS] + f"... [{len(text)} chars]"
+    return out
 
 
 def _error_fields(error: BaseException | None) -> dict[str, Any]:

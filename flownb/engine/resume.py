@@ -51,6 +51,8 @@ class Restored:
     requested: set[str] = field(default_factory=set)
     next_seq: int = 1
     parent_run_id: str | None = None
+    started_at: float | None = None
+    trigger: str | None = None
 
 
 def read_run(store: Store, run_id: str) -> list[Event]:
@@ -78,6 +80,7 @@ def restore(store: Store, graph: Graph, run_id: str) -> Restored:
     outputs: dict[tuple[str, str], dict[str, Any]] = {}
     params = restore_params(store, run_id, started.payload)
     out = Restored(run_id, started.payload.get("flow", graph.flow), params, status)
+    out.started_at, out.trigger = started.at, started.payload.get("trigger")
     out.parent_run_id = started.payload.get("parent_run_id")
     for e in events:
         p = e.payload

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flownb.errors import FlownbError, RunCancelled, RunFailed
-from flownb.store.base import Decision, utcnow
+from flownb.store.base import Decision, Event, Store, utcnow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,6 +111,19 @@ class Run:
         """Cancel the run: running steps are stopped (threads are abandoned), nothing new starts."""
         self._rt.loop.call_soon_threadsafe(self._ex.cancel)
 
+    def pause(self) -> None:
+        """No new step starts; running ones finish; the run shows ``paused`` until :meth:`resume`."""
+        self._rt.call(self._ex.pause)
+
+    def resume(self) -> None:
+        """Go on after :meth:`pause`. (To finish an interrupted or failed run, use ``flow.resume``.)"""
+        self._rt.call(self._ex.unpause)
+
+    def events(self, *, follow: bool = False, poll: float = 0.25) -> Iterator[Event]:
+        """The run's events in order (the ``events`` table's rows); with ``follow=True``, live
+        until the run ends. Observers (the live view, the CLI, the server) read runs this way."""
+        yield from follow_events(self._ex.store, self.id, follow=follow, poll=poll, ended=lambda: self.done)
+
     @property
     def pending_approvals(self) -> list[str]:
         return self._ex.pending_approvals()
@@ -128,6 +142,28 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.id} of {self.flow!r}: {self.status}>"
+
+
+def follow_events(
+    store: Store, run_id: str, *, follow: bool, poll: float, ended: Callable[[], bool] | None = None
+) -> Iterator[Event]:
+    """A run's events from the store, in ``seq`` order, each once; with ``follow``, polled until the
+    run has ended and its last events are read. An event committed late with a lower ``seq`` (an
+    attempt's start held back until its end) is yielded when it arrives, not lost."""
+    seen: set[int] = set()
+    finished = False
+    while True:
+        store.flush()
+        over = finished or (ended() if ended is not None else False)
+        fresh = [e for e in store.run_events(run_id) if e.seq not in seen]
+        for e in fresh:
+            seen.add(e.seq)
+            finished = finished or e.event == "run_ended"
+            yield e
+        if not follow or over or finished:  # run_ended is committed with everything before it
+            return
+        if not fresh:
+            time.sleep(poll)
 
 
 def current_user() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,7 @@ from flownb.engine import ownership
 from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.execution import RunExecution
 from flownb.engine.run import Run
-from flownb.errors import FlownbError
+from flownb.errors import FlownbError, RunExists
 from flownb.executors import capture
 from flownb.executors.loop import EngineLoop
 from flownb.store.base import open_store
@@ -68,13 +69,13 @@ class Runtime:
 
     def create(
         self, plan: RunPlan, params: dict[str, Any], *, parent: RunExecution | None = None,
-        timeout: float | None = None, run_id: str | None = None, restored: Any = None,
+        timeout: float | None = None, run_id: str | None = None, restored: Any = None, trigger: str = "manual",
     ) -> RunExecution:  # fmt: skip
         store = open_store(plan.db)
         ex = RunExecution(
             self, plan, params, store, run_id or new_run_id(), timeout=timeout,
             parent_run_id=parent.run_id if parent else None, depth=parent.depth + 1 if parent else 0,
-            restored=restored, clock=self.clock,
+            restored=restored, clock=self.clock, trigger=parent.trigger if parent else trigger,
         )  # fmt: skip
         self.active[ex.run_id] = ex
         for hook in list(self.on_start):
@@ -111,12 +112,33 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def start_run(plan: RunPlan, params: dict[str, Any], *, timeout: float | None = None) -> Run:
-    """Start a run of ``plan`` (validated by the caller) in the background; its handle at once."""
+TRIGGERS = ("manual", "cli", "api", "schedule", "webhook")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def start_run(
+    plan: RunPlan, params: dict[str, Any], *, timeout: float | None = None, trigger: str = "manual",
+    run_id: str | None = None,
+) -> Run:  # fmt: skip
+    """Start a run of ``plan`` (validated by the caller) in the background; its handle at once.
+
+    ``trigger`` says what started it (recorded in ``runs.trigger``); ``run_id`` names the
+    run (a schedule derives one from its fire time): refused when a run of that id exists,
+    so one name starts one run.
+    """
+    if trigger not in TRIGGERS:
+        raise FlownbError(f"trigger must be one of {', '.join(TRIGGERS)}, not {trigger!r}")
     rt = runtime()
     capture.install()
-    open_store(plan.db).check_writable()  # a read-only store: refused here, in one line
-    ex = rt.create(plan, params, timeout=timeout)
+    store = open_store(plan.db)
+    store.check_writable()  # a read-only store: refused here, in one line
+    if run_id is not None:
+        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+            raise FlownbError(f"run_id {run_id!r} is not a run id: letters, digits and _ . : - (up to 128)")
+        store.flush()
+        if run_id in rt.active or store.run_events(run_id):
+            raise RunExists(f"a run {run_id!r} exists already in {store.path}; give another run_id")
+    ex = rt.create(plan, params, timeout=timeout, trigger=trigger, run_id=run_id)
     ownership.watch(rt, ex.store)  # its lease comes with its first record; a lost one stops it here
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)

@@ -50,6 +50,8 @@ class Scheduler:
         #: steps not ended yet; the run's steps are over at zero
         self.open = 0
         self.stopping = False
+        #: paused: nothing new starts until it is resumed (running steps finish)
+        self.paused = False
         self.all_done = asyncio.Event()
         self.tasks: dict[str, asyncio.Task[Outcome]] = {}
         #: plain synchronous steps in flight by the fast path (see fastpath.py)
@@ -80,7 +82,7 @@ class Scheduler:
     def pump(self) -> None:
         """Start ready steps while there is room."""
         status = self.ex.step_status
-        while self.ready:
+        while self.ready and not (self.paused and not self.stopping):
             name = self.ready[0]
             spec = self.graph.specs[name]
             gate = spec.kind == "approval"  # waiting holds no slot

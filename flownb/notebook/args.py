@@ -134,7 +134,7 @@ examples:
 FLOW_HELP = """\
 %flow run [--wait] [--in-order] [--param k=v ...] [--flow F] [--executor E] [--approve STEP|all]
 %flow show | steps | reset                     [--flow F]
-%flow status [RUN] | watch RUN | cancel [RUN] | resume [RUN]
+%flow status [RUN] | watch RUN | cancel [RUN] | pause [RUN] | resume [RUN]
 %flow approve RUN STEP [--reject] [--comment C]
 %flow history [--limit N]
 %flow serve [--host H] [--port P] [--stop]     serve the flows: REST API, webhooks, schedules, web page
@@ -160,8 +160,10 @@ def flow_parser() -> Parser:
                        ("reset", "forget the flow's steps")):  # fmt: skip
         sub.add_parser(name, help=text)
     for name, text in (("status", "a run's status (default: the last run)"),
-                       ("cancel", "cancel a run (default: the last run)"),
-                       ("resume", "finish an interrupted or failed run (default: the flow's last)")):  # fmt: skip
+                       ("cancel", "cancel a run, whichever process runs it (default: the last run)"),
+                       ("pause", "start no new step of a run until %%flow resume (default: the last run)"),
+                       ("resume", "go on with a paused run; finish an interrupted or failed one (default: "
+                                  "the flow's last)")):  # fmt: skip
         sp = sub.add_parser(name, help=text)
         sp.add_argument("run", nargs="?")
     watch = sub.add_parser("watch", help="the live view of any run, running or finished")

@@ -125,6 +125,12 @@ class FlowMagics(Magics):
         return run  # the view is on screen already; `run = %flow run --wait` keeps the handle
 
     def _flow_resume(self, args: argparse.Namespace) -> Any:
+        if args.run is not None or self.session.last_run_id is not None:
+            paused = self.session.any_run(args.run, args.flow)
+            if paused.status == "paused":
+                paused.resume()
+                print(f"resuming paused run {paused.id}")
+                return None
         run = self.session.resume(args.run, args.flow)
         shown = RunView(run, self.session.view(run.id, args.flow) if self.session.live else None, self.shell)
         shown.show()
@@ -141,11 +147,14 @@ class FlowMagics(Magics):
         print(self.session.decide(args.run, args.step, decision, comment=args.comment, via="magic", flow=args.flow))
 
     def _flow_cancel(self, args: argparse.Namespace) -> None:
-        run = self.session.run_handle(args.run)
-        if run is None:
-            raise UsageError(f"no run {args.run or ''} is running in this kernel".replace("  ", " "))
+        run = self.session.any_run(args.run, args.flow)
         run.cancel()
         print(f"cancelling run {run.id}")
+
+    def _flow_pause(self, args: argparse.Namespace) -> None:
+        run = self.session.any_run(args.run, args.flow)
+        run.pause()
+        print(f"pausing run {run.id}: running steps finish, no new one starts; %flow resume {run.id} goes on")
 
     def _flow_status(self, args: argparse.Namespace) -> Any:
         import flownb

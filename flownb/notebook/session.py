@@ -164,7 +164,7 @@ class Session:
 
     def start(self, flow: str | None = None, *, params: Mapping[str, Any] | None = None,
               approve: Iterable[str] = (), executor: Any = None, timeout: float | None = None,
-              in_order: bool | None = None) -> Run:  # fmt: skip
+              in_order: bool | None = None, trigger: str = "manual", run_id: str | None = None) -> Run:  # fmt: skip
         """Start a run of the flow (after binding its cells again) and return at once.
 
         ``in_order=True`` chains every step cell in notebook order (``%flow run --in-order``).
@@ -176,7 +176,7 @@ class Session:
         registry.sync(snapshot=self._snapshot())
         self._auto_approve = list(approve)
         try:
-            run = f.run(dict(params or {}), timeout=timeout)
+            run = f.run(dict(params or {}), timeout=timeout, trigger=trigger, run_id=run_id)
         finally:
             self._auto_approve = []
         return self._remember(run)
@@ -219,6 +219,16 @@ class Session:
         from flownb.engine.run import Run
 
         return Run(ex, runtime())
+
+    def any_run(self, run_id: str | None, flow: str | None = None) -> Run:
+        """A handle on a run of this kernel or any other process (default: the last run started here)."""
+        import flownb
+
+        run_id = run_id or self.last_run_id
+        if run_id is None:
+            raise FlownbError("no run yet in this kernel; give a run id (see %flow history)")
+        here = self.run_handle(run_id)
+        return here if here is not None else flownb.attach(run_id, self.flow(flow).db)
 
     def decide(self, run_id: str, step: str, decision: str, *, comment: str | None = None,
                by: str | None = None, via: str = "magic", flow: str | None = None) -> str:  # fmt: skip

@@ -99,7 +99,9 @@ class RunState:
     def apply(self, e: Event) -> None:
         self.fold()
         with self.lock:
-            self._apply(e)  # replay and live subscription may overlap: the fold takes each event once
+            if e.seq in self.run.seen:  # replay and live subscription may overlap: each event once
+                return
+            self._apply(e)
             self.version += 1
         if e.event == "run_ended":
             self.ending = True

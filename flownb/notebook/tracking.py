@@ -113,6 +113,5 @@ class Tracker:
             except FlownbError:
                 continue  # the other process holds the file; ask again later
             for e in events:
-                if e.seq > state.last_seq:
-                    state.apply(e)
+                state.apply(e)  # the fold takes each event once, a late one too
             self.poke(state.run_id)

@@ -31,7 +31,7 @@ class PythonKind:
     async def execute(self, ctx: StepContext) -> Any:
         fn = ctx.spec.fn
         assert fn is not None
-        kwargs = arguments(ctx)
+        kwargs = ctx.arguments = arguments(ctx)
         if inspect.iscoroutinefunction(fn):
             # the attempt runs in its own task, so this setting stays in it
             CURRENT_LOG.set(ctx.log)

@@ -89,6 +89,8 @@ class RunStartedPayload(TypedDict, total=False):
     notebook: str | None
     flow_hash: str
     parent_run_id: str | None
+    trigger: str
+    """What started it: manual, cli, api, schedule or webhook."""
     steps: dict[str, dict[str, Any]]
     """Each step's kind and dependencies: pictures of runs whose flow is not defined here."""
 
@@ -117,11 +119,11 @@ class StepFinishedPayload(TypedDict, total=False):
 
 def run_started(
     *, flow: str, params: Any, host: str, pid: int, notebook: str | None, flow_hash: str,
-    parent_run_id: str | None, steps: dict[str, dict[str, Any]],
+    parent_run_id: str | None, steps: dict[str, dict[str, Any]], trigger: str = "manual",
 ) -> RunStartedPayload:  # fmt: skip
     return {
         "flow": flow, "status": RunStatus.PENDING, "params": params, "host": host, "pid": pid, "notebook": notebook,
-        "flow_hash": flow_hash, "parent_run_id": parent_run_id, "steps": steps,
+        "flow_hash": flow_hash, "parent_run_id": parent_run_id, "steps": steps, "trigger": trigger,
     }  # fmt: skip
 
 
@@ -240,6 +242,8 @@ class RunFold:
     approvals: dict[str, ApprovalFold] = field(default_factory=dict)
     last_seq: int = 0
     resumed: int = 0
+    seen: set[int] = field(default_factory=set, repr=False)
+    """The seqs folded already."""
 
     @classmethod
     def of(cls, events: Iterable[Event], steps: Iterable[str] = ()) -> RunFold:
@@ -265,10 +269,15 @@ class RunFold:
         return {n: s for n, s in self.steps.items() if "[" not in n}
 
     def apply(self, e: Event) -> bool:
-        """Fold one event; False when it was seen already."""
-        if e.seq <= self.last_seq:
+        """Fold one event; False when it was seen already.
+
+        Events usually come in ``seq`` order, but an attempt's start may be committed
+        after its end (the recorder holds starts back briefly): a start that arrives
+        after its attempt's end changes nothing it says."""
+        if e.seq in self.seen:
             return False
-        self.last_seq = e.seq
+        self.seen.add(e.seq)
+        self.last_seq = max(self.last_seq, e.seq)
         self.run_id = self.run_id or e.run_id
         p = e.payload
         name = e.event
@@ -327,9 +336,11 @@ class RunFold:
         if "level" in p:
             s.level = p["level"]
         if e.event == EventName.STEP_STARTED:
+            s.items = p.get("items", s.items)
+            if s.finished is not None and int(s.finished.get("attempt") or 0) >= attempt:
+                return  # a late start of an attempt whose end is folded already
             s.status = StepStatus.RUNNING
             s.started_at = e.at
-            s.items = p.get("items", s.items)
         elif e.event == EventName.STEP_RETRYING:
             s.status = StepStatus.RETRYING
             s.error = p.get("error")

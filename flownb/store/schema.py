@@ -62,7 +62,8 @@ SELECT s.run_id,
        CAST(COALESCE(o.pid, CAST(s.p->>'pid' AS BIGINT)) AS INTEGER) AS pid,
        s.p->>'notebook' AS notebook,
        s.p->>'flow_hash' AS flow_hash,
-       s.p->>'parent_run_id' AS parent_run_id
+       s.p->>'parent_run_id' AS parent_run_id,
+       COALESCE(s.p->>'trigger', 'manual') AS trigger
 FROM started s JOIN latest l USING (run_id) LEFT JOIN _leases o USING (run_id);
 
 CREATE OR REPLACE VIEW steps AS
@@ -87,6 +88,7 @@ SELECT run_id, step,
        CAST(payload->>'cost_usd' AS DOUBLE) AS cost_usd,
        payload->>'reason' AS reason,
        payload->>'code_hash' AS code_hash,
+       payload->'inputs' AS inputs,
        seq
 FROM events
 WHERE event IN ('step_started', 'step_waiting', 'step_finished')

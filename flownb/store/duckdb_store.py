@@ -295,7 +295,7 @@ class DuckDBStore(Store):
                 batch = self._gather(first)
                 stop = any(op is _STOP for op in batch)
                 self._handle([op for op in batch if op is not _STOP])
-                if not all(isinstance(op, _Call) and op.chore for op in batch):
+                if any(_keeps_the_file(op) for op in batch):
                     self._last_use = time.monotonic()
                 if stop:
                     self._shut()
@@ -316,7 +316,7 @@ class DuckDBStore(Store):
         if not self._runs.owned and self._queue.empty():
             return True  # this process runs no flow: it lets go right after each query
         if time.monotonic() - self._last_use >= self.idle_release:
-            return True  # quiet for a while (a renewal alone does not count as work)
+            return True  # no write for a while (reads and renewals do not count: see _keeps_the_file)
         return self._file.turns.yield_due()
 
     def _gather(self, first: Any) -> list[Any]:
@@ -492,3 +492,9 @@ class DuckDBStore(Store):
                 with contextlib.suppress(Exception):
                     self._call(self._runs.renew, chore=True)
 
+
+def _keeps_the_file(op: Any) -> bool:
+    """Writes keep the file for ``idle_release`` more seconds (the next commit of a live run is
+    near); reads and chores do not: a run that polls its inbox every few seconds, or a lease
+    renewal, would otherwise hold the file most of the time."""
+    return isinstance(op, _Write) or (isinstance(op, _Call) and op.write and not op.chore)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -209,16 +210,22 @@ def test_late_records_of_an_older_epoch_are_refused(world: World) -> None:
 
 
 def _freeze_without_the_file(world: World, proc: subprocess.Popen[str]) -> None:
-    """SIGSTOP ``proc`` at a moment it does not hold the store file (else nobody could take over)."""
+    """SIGSTOP ``proc`` at a moment it does not hold the store file (else nobody could take over).
+
+    A probe that gets no turn within a second means it was stopped during a turn (or at the
+    door, waiting for one): let it go on, and stop it again at a random later moment."""
     deadline = time.monotonic() + DEADLINE
+    last = ""
     while True:
-        assert time.monotonic() < deadline, "the owner never let go of the file"
+        assert time.monotonic() < deadline, f"the owner never let go of the file: {last}"
         with_signal(proc, signal.SIGSTOP)
         try:
             probe = DuckDBStore(world.db, lock_timeout=1.0)
-        except flownb.StoreLocked:
+        except flownb.StoreLocked as exc:
+            last = str(exc)
             with_signal(proc, signal.SIGCONT)
-            time.sleep(0.1)
+            # let it finish that turn (a renewal, every 0.2 s here), and stop it at another moment
+            time.sleep(random.uniform(0.2, 0.8))
             continue
         probe.close()
         return

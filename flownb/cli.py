@@ -200,19 +200,15 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from flownb.cli_targets import full_run_id
     from flownb.store import open_store
+    from flownb.store.operations import runs_frame, steps_frame
 
     store = open_store(None)
     run_id = full_run_id(store, args.run)
-    store.flush()
-    runs = store.query(
-        "SELECT run_id, flow, status, started_at, duration_ms, error FROM runs WHERE run_id = ?", [run_id]
-    )
-    _print_table(runs, "")
-    steps = store.query(
-        "SELECT step, attempt, kind, status, level, duration_ms, error_type, error, reason FROM steps "
-        "WHERE run_id = ? ORDER BY level, step, attempt",
-        [run_id],
-    )
+    _print_table(runs_frame(store, run_id), "")
+    columns = ["step", "attempt", "kind", "status", "level", "duration_ms", "error_type", "error", "reason"]
+    steps = steps_frame(store, run_id)
+    if not steps.empty:
+        steps = steps.sort_values(["level", "step", "attempt"], na_position="first")[columns]
     _print_table(steps, "no steps recorded")
     if args.svg:
         from flownb.render import run_svg
@@ -229,16 +225,16 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     from flownb.cli_targets import full_run_id
     from flownb.store import Decision, open_store
     from flownb.store.base import utcnow
+    from flownb.store.operations import approval_state, waiting_approvals
 
     store = open_store(None)
     run_id = full_run_id(store, args.run)
-    gate = store.query("SELECT decision FROM approvals WHERE run_id = ? AND step = ?", [run_id, args.step])
-    if gate.empty:
-        waiting = store.query("SELECT step FROM approvals WHERE run_id = ? AND decision IS NULL", [run_id])
-        names = ", ".join(waiting["step"]) or "none"
+    asked, decided = approval_state(store, run_id, args.step)
+    if not asked:
+        names = ", ".join(waiting_approvals(store, run_id)) or "none"
         raise UsageError(f"run {run_id} has no approval {args.step!r} (waiting: {names})")
-    if gate["decision"].notna().iloc[0]:
-        raise UsageError(f"approval {args.step!r} of run {run_id} was already decided: {gate['decision'].iloc[0]}")
+    if decided is not None:
+        raise UsageError(f"approval {args.step!r} of run {run_id} was already decided: {decided}")
     decision = "rejected" if args.reject else "approved"
     store.post_decision(
         Decision(run_id, args.step, decision, args.by or getpass.getuser(), args.comment, "cli", utcnow())

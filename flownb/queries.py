@@ -25,9 +25,6 @@ def sql(
 
 def history(db: str | os.PathLike[str] | Store | None = None, limit: int = 50) -> pd.DataFrame:
     """The latest runs, newest first."""
-    return sql(
-        "SELECT run_id, flow, status, started_at, duration_ms, error, parent_run_id FROM runs "
-        "ORDER BY started_at DESC LIMIT ?",
-        db,
-        [int(limit)],
-    )
+    from flownb.store.operations import history as latest
+
+    return latest(open_store(db), limit)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flownb.engine.execution import CANCEL, CONTROL_STEP, PAUSE, RESUME
 from flownb.engine.run import Run, current_user, follow_events
 from flownb.errors import FlownbError, RunFailed, RunNotFound
+from flownb.store import operations
 from flownb.store.base import Decision, Event, Store, open_store, utcnow
 from flownb.store.events import RUN_FINISHED, STEP_SUCCESS, RunFold, RunStatus
 
@@ -79,9 +80,8 @@ class AttachedRun(Run):
     @property
     def status(self) -> str:
         """As the ``runs`` view says: ``interrupted`` when a live-looking run's owner is gone."""
-        self._store.flush()
-        df = self._store.query("SELECT status FROM runs WHERE run_id = ?", [self._id])
-        return str(df["status"].iloc[0]) if not df.empty else self._fold().status
+        row = operations.run_row(self._store, self._id)
+        return str(row["status"]) if row is not None else self._fold().status
 
     @property
     def done(self) -> bool:
@@ -121,10 +121,7 @@ class AttachedRun(Run):
 
     @property
     def steps(self) -> pd.DataFrame:
-        self._store.flush()
-        return self._store.query(
-            "SELECT * EXCLUDE (seq) FROM steps WHERE run_id = ? ORDER BY started_at, step, attempt", [self._id]
-        )
+        return operations.steps_frame(self._store, self._id)
 
     @property
     def execution(self) -> RunExecution:

@@ -30,6 +30,7 @@ from flownb.errors import FlownbError, RunNotFound
 from flownb.model.dag import downstream
 from flownb.model.flow import Graph
 from flownb.model.spec import StepSpec
+from flownb.store import operations
 from flownb.store.base import Decision, Event, Store
 from flownb.store.codecs import VOLATILE
 
@@ -165,15 +166,10 @@ def find_cached(
     store: Store, flow: str, spec: StepSpec, input_hash: str, current_run: str
 ) -> tuple[str, tuple[Any, list[dict[str, Any]]], str] | None:
     """An earlier success of the same step with the same inputs and code."""
-    df = store.query(
-        "SELECT s.run_id, s.output_hash FROM steps s JOIN runs r USING (run_id) "
-        "WHERE r.flow = ? AND s.step = ? AND s.input_hash = ? AND s.status IN ('succeeded', 'cached') "
-        "AND s.run_id <> ? ORDER BY s.ended_at DESC LIMIT 1",
-        [flow, spec.name, input_hash, current_run],
-    )
-    if df.empty:
+    hit = operations.cached_success(store, flow, spec.name, input_hash, current_run)
+    if hit is None:
         return None
-    run_id, output_hash = str(df.iloc[0]["run_id"]), str(df.iloc[0]["output_hash"])
+    run_id, output_hash = hit
     finished = [
         e.payload for e in store.run_events(run_id)
         if e.event == "step_finished" and e.step == spec.name and e.payload.get("outputs")

@@ -73,10 +73,9 @@ class Run:
     @property
     def steps(self) -> pd.DataFrame:
         """One row per attempt, as in the store's ``steps`` view."""
-        self._ex.store.flush()
-        return self._ex.store.query(
-            "SELECT * EXCLUDE (seq) FROM steps WHERE run_id = ? ORDER BY started_at, step, attempt", [self.id]
-        )
+        from flownb.store.operations import steps_frame
+
+        return steps_frame(self._ex.store, self.id)
 
     @property
     def execution(self) -> RunExecution:

@@ -166,10 +166,11 @@ class FlowMagics(Magics):
         run = self.session.run_handle(run_id)
         if run is not None:
             print(_one_line(run))
-        return flownb.sql(
-            "SELECT run_id, flow, status, started_at, duration_ms, error FROM runs WHERE run_id LIKE ?",
-            db, [run_id + "%"],
-        )  # fmt: skip
+        from flownb.store import open_store
+        from flownb.store.operations import resolve_run_id, runs_frame
+
+        store = open_store(db)
+        return runs_frame(store, resolve_run_id(store, run_id))
 
     def _flow_history(self, args: argparse.Namespace) -> Any:
         import flownb

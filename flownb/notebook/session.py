@@ -189,13 +189,12 @@ class Session:
         return self._remember(f.resume(run_id))
 
     def resumable(self, f: Flow) -> str:
-        df = open_store(f.db).query(
-            "SELECT run_id, status FROM runs WHERE flow = ? AND parent_run_id IS NULL ORDER BY started_at DESC LIMIT 1",
-            [f.name],
-        )
-        if df.empty:
+        from flownb.store.operations import latest_run
+
+        latest = latest_run(open_store(f.db), f.name)
+        if latest is None:
             raise FlownbError(f"flow {f.name!r} has no runs to resume; start one with %flow run")
-        run_id, status = str(df.iloc[0]["run_id"]), str(df.iloc[0]["status"])
+        run_id, status = latest
         if status == "succeeded":
             raise FlownbError(f"the last run of flow {f.name!r}, {run_id}, succeeded; there is nothing to resume")
         return run_id

@@ -103,12 +103,23 @@ def test_a_job_cancelled_before_a_worker_takes_it_never_runs(loop: EngineLoop) -
 
 def test_a_step_cancelled_while_it_waits_for_a_thread_never_runs(loop: EngineLoop) -> None:
     executor = LocalExecutor(max_workers=1)
-    hold, ran = threading.Event(), []
+    hold, started, ran = threading.Event(), threading.Event(), []
     ctx = SimpleNamespace(log=None)
-    busy = asyncio.run_coroutine_threadsafe(executor.call(hold.wait, {"timeout": 10}, ctx), loop)  # type: ignore[arg-type]
+
+    def occupy() -> bool:
+        started.set()
+        return hold.wait(10)
+
+    def settle() -> None:  # the loop has run what was handed to it before (no sleeps to guess with)
+        for _ in range(3):
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(10)
+
+    busy = asyncio.run_coroutine_threadsafe(executor.call(occupy, {}, ctx), loop)  # type: ignore[arg-type]
+    assert started.wait(10)  # the one thread is taken
     waiting = asyncio.run_coroutine_threadsafe(executor.call(lambda: ran.append(1), {}, ctx), loop)  # type: ignore[arg-type]
-    threading.Event().wait(0.1)
+    settle()  # its job waits in the queue
     waiting.cancel()
+    settle()  # the cancel reached the job's future
     hold.set()
     assert busy.result(10) is True
     after = asyncio.run_coroutine_threadsafe(executor.call(lambda: ran.append(2), {}, ctx), loop)  # type: ignore[arg-type]

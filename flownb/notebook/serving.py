@@ -8,7 +8,6 @@ binds the cells first, exactly as ``%flow run`` does.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flownb.errors import FlownbError
@@ -54,8 +53,7 @@ def _starter(session: Session, flow: str) -> Any:
     """Runs of the flow start through the session, which binds the cells first (as %flow run)."""
 
     def start(params: dict[str, Any], trigger: str, run_id: str | None) -> Run:
-        begin: Callable[..., Run] = session.start
-        return begin(flow, params=params, trigger=trigger, run_id=run_id)
+        return session.start(flow, params=params, trigger=trigger, run_id=run_id)
 
     return start
 

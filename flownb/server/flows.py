@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flownb.errors import FlowDefinitionError, FlownbError
+from flownb.errors import FlowDefinitionError, FlownbError, RunExists
 from flownb.server.http import ApiError
 
 if TYPE_CHECKING:
@@ -40,8 +40,7 @@ class ServedFlow:
     def start(self, params: dict[str, Any], trigger: str, run_id: str | None) -> Run:
         if self.starter is not None:
             return self.starter(params, trigger, run_id)
-        run: Callable[..., Run] = self.flow.run
-        return run(params, trigger=trigger, run_id=run_id)
+        return self.flow.run(params, trigger=trigger, run_id=run_id)
 
 
 class ServedFlows:
@@ -88,9 +87,9 @@ class ServedFlows:
             return served.start(dict(params), trigger, run_id)
         except FlowDefinitionError as exc:
             raise ApiError(409, f"flow {name!r} cannot run as defined: {exc}") from None
+        except RunExists as exc:  # a schedule's fire started already (by another server)
+            raise ApiError(409, str(exc)) from None
         except FlownbError as exc:
-            if run_id is not None and run_id in str(exc):
-                raise ApiError(409, str(exc)) from None
             raise ApiError(400, str(exc)) from None
 
     def describe(self) -> list[dict[str, Any]]:

@@ -105,7 +105,7 @@ class RunReader:
         import flownb
 
         try:
-            return flownb.attach(run_id, db=self.store)  # type: ignore[attr-defined,no-any-return]
+            return flownb.attach(run_id, db=self.store)
         except RunNotFound:
             raise ApiError(404, f"no run {run_id!r} in the store; GET /api/runs lists them") from None
 

@@ -62,9 +62,12 @@ class RunReader:
         if not events:
             raise ApiError(404, f"no run {run_id!r} in the store; GET /api/runs lists them")
         fold = RunFold.of(events)
-        # decisions posted to the inbox and not yet taken up by the run's owner; only gates
-        # count (the inbox also carries commands such as cancel), and only a waiting one can change
-        if any(g.decision is None and g.requested_at is not None for g in fold.approvals.values()):
+        # decisions posted to the inbox and not yet taken up by the run's owner (another process:
+        # this one's runs take decisions made here at once, and the inbox's within its poll); only
+        # gates count (the inbox also carries commands such as cancel), and only a waiting one
+        if not self._mine(run_id) and any(
+            g.decision is None and g.requested_at is not None for g in fold.approvals.values()
+        ):
             for d in self.store.decisions(run_id):
                 if d.step in fold.approvals:
                     fold.decide(d.step, d.decision, d.decided_by, d.comment, d.via, d.ts.timestamp())
@@ -88,17 +91,20 @@ class RunReader:
 
     def status(self, fold: RunFold) -> RunStatus:
         """The recorded status, or ``interrupted`` when a live run's owner is gone."""
-        from flownb.engine.runtime import find_active
-
-        if fold.status not in RUN_ACTIVE:
-            return fold.status
-        mine = find_active(fold.run_id)
-        if mine is not None and mine.run_id == fold.run_id and not mine.done.done():
-            return fold.status  # this process owns it, alive
+        if fold.status not in RUN_ACTIVE or self._mine(fold.run_id):
+            return fold.status  # ended, or owned by this process, alive
         held = self.store.run_owner(fold.run_id)
         if held is None or not lease.owner_alive(held):
             return RunStatus.INTERRUPTED
         return fold.status
+
+    @staticmethod
+    def _mine(run_id: str) -> bool:
+        """Whether this process runs it now."""
+        from flownb.engine.runtime import find_active
+
+        active = find_active(run_id)
+        return active is not None and active.run_id == run_id and not active.done.done()
 
     def handle(self, run_id: str) -> Run:
         """A handle that controls the run, whichever process owns it (404 when unknown)."""

@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 
+from flownb.errors import FlownbError, RunNotFound, StoreError
 from flownb.server import hooks, page, routes
 from flownb.server.auth import COOKIE, PAGE_HEADER, Auth
 from flownb.server.http import ApiError, error_response
@@ -65,7 +66,9 @@ def build_app(
     )  # fmt: skip
     app = Starlette(
         routes=[*routes.ROUTES, *hooks.ROUTES, *page.ROUTES],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={
+            ApiError: _api_error, HTTPException: _http_error, FlownbError: _flownb_error, Exception: _unexpected,
+        },
     )
     app.state.flownb = state
     app.add_middleware(_Guard, state=state)
@@ -165,6 +168,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, message, exc.headers)
+
+
+async def _flownb_error(request: Request, exc: Exception) -> Response:
+    """flownb's own refusals that reach a route: the store busy or failing (503, try again),
+    a run that went away (404), anything else a conflict with the run's state (409)."""
+    if isinstance(exc, StoreError):
+        return error_response(503, str(exc), {"Retry-After": "1"})
+    if isinstance(exc, RunNotFound):
+        return error_response(404, str(exc))
+    return error_response(409, str(exc))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

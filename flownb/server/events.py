@@ -7,9 +7,9 @@ nothing twice). The stream closes after the run's ``run_ended``. A reconnect
 after the end gets 204 No Content, which tells a browser's ``EventSource`` to
 stop reconnecting.
 
-The events come from ``Run.events(follow=True)`` (whichever process owns the
-run), read on a thread of their own; a comment line every :data:`KEEPALIVE`
-seconds keeps proxies from closing a quiet stream (a run waiting at a gate).
+The events come from ``Run.events()`` (whichever process owns the run), read on
+a thread of their own; a comment line every :data:`KEEPALIVE` seconds keeps
+proxies from closing a quiet stream (a run waiting at a gate).
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 KEEPALIVE = 15.0
+#: how often a run's new events are looked for
+POLL = 0.25
 _END = object()
 
 
@@ -47,8 +49,13 @@ def message(e: dict[str, Any]) -> bytes:
     return b"id: " + str(e["seq"]).encode() + b"\ndata: " + data + b"\n\n"
 
 
-async def stream(events: Iterable[Any], after: int = 0) -> AsyncIterator[bytes]:
-    """The SSE body: ``events`` (a blocking iterator, read on a thread) after seq ``after``."""
+async def stream(run: Any, after: int = 0, poll: float = POLL) -> AsyncIterator[bytes]:
+    """The SSE body: the events of ``run`` (a ``Run``) after seq ``after``, to the run's end.
+
+    ``run.events()`` is read every ``poll`` seconds on a thread of the stream's own, which
+    ends within a poll of the client going away (a follow that blocks until the next event
+    would keep reading the store for as long as a run waits at a gate).
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()
@@ -58,20 +65,22 @@ async def stream(events: Iterable[Any], after: int = 0) -> AsyncIterator[bytes]:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
     def pump() -> None:
-        it: Iterator[Any] = iter(events)
+        seen: set[int] = set()
         try:
-            for e in it:
-                if stop.is_set():
+            while not stop.is_set():
+                over = run.done  # before reading: the events of a run that has ended are all there
+                fresh = [e for e in run.events() if e.seq not in seen]
+                for e in fresh:  # in seq order; a start held back until its end comes when committed
+                    seen.add(e.seq)
+                    hand(e)
+                if over or any(e.event == "run_ended" for e in fresh):
                     break
-                hand(e)
+                if not fresh:
+                    stop.wait(poll)
         except Exception as exc:  # noqa: BLE001  (handed to the stream, which ends with it)
             if not stop.is_set():
                 hand(exc)
         finally:
-            with contextlib.suppress(Exception):
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()
             hand(_END)
 
     thread = threading.Thread(target=pump, name="flownb-sse", daemon=True)
@@ -93,4 +102,4 @@ async def stream(events: Iterable[Any], after: int = 0) -> AsyncIterator[bytes]:
             if e["event"] == "run_ended":
                 return
     finally:
-        stop.set()  # the reader thread ends at the next event it sees (or with the run)
+        stop.set()  # the reader thread ends within a poll

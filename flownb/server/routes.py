@@ -149,7 +149,7 @@ async def run_events(request: Request) -> Response:
         return Response(status_code=204)  # a reconnect after the end: EventSource stops here
     handle = await run_in_threadpool(st.runs.handle, run_id)
     return StreamingResponse(
-        events.stream(handle.events(follow=True), after),
+        events.stream(handle, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

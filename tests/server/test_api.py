@@ -240,6 +240,17 @@ def test_server_sent_events_follow_a_run_to_its_end(serve, db: str) -> None:
     assert tail == received[-2:]
 
 
+def test_a_stream_the_client_leaves_stops_reading(serve) -> None:
+    server = serve("gated")
+    api = client(server.url)
+    run_id = _gated_run(api)
+    with client(server.url).stream("GET", f"/api/runs/{run_id}/events") as r:
+        next(line for line in r.iter_lines() if line.startswith("data: "))
+    # the run still waits at its gate; the stream's reader is gone all the same
+    wait_for(lambda: not any(t.name == "flownb-sse" for t in threading.enumerate()), "the stream's reader to end")
+    api.post(f"/api/runs/{run_id}/cancel")
+
+
 def test_webhooks_check_githubs_signature(serve, db: str) -> None:
     secret = "It's a Secret to Everybody"
     url = serve("quick", webhook_secret=secret).url
@@ -291,3 +302,16 @@ def test_control_a_run_another_server_owns(serve, server_process, db: str) -> No
     events: list[dict] = []
     _read_events(owner.base_url.__str__(), cancelled, events)
     assert events[-1]["event"] == "run_ended"
+
+
+def test_a_busy_store_is_503_with_retry_after_not_a_500(serve, monkeypatch) -> None:
+    server = serve("quick")
+    state = server.app.state.flownb
+
+    def locked(run_id: str) -> dict:
+        raise flownb.StoreLocked(state.store.path, 4242, 30.0, doing="running a flow")
+
+    monkeypatch.setattr(state.runs, "detail", locked)
+    r = client(server.url).get("/api/runs/anything")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "4242" in r.json()["error"]

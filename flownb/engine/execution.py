@@ -162,7 +162,10 @@ class RunExecution:
                 steps=self.graph.shape(),
             ))  # fmt: skip
             if params.stored:  # committed with this event, in the same transaction
-                payload["stored_params"] = [r.output(PARAMS_STEP, n, e) for n, e in params.stored]
+                payload["stored_params"] = [
+                    {**r.output(PARAMS_STEP, n, e), **({"whole": True} if params.whole else {})}
+                    for n, e in params.stored
+                ]
             r.append(ev.EventName.RUN_STARTED, None, payload)
         else:
             r.emit(ev.EventName.RUN_STATUS, **ev.run_status(

@@ -39,6 +39,9 @@ class RecordedParams:
     """Inline JSON: the values themselves, or a short text for those stored as values."""
     stored: list[tuple[str, codecs.Encoded]] = field(default_factory=list)
     """Params stored as values beside the event, by name."""
+    whole: bool = False
+    """The params are stored as one value (their names are not all text): a param named
+    like that value, ``*``, is then no param of its own."""
 
 
 def record_params(params: Mapping[Any, Any], *, flow: str) -> RecordedParams:
@@ -59,7 +62,7 @@ def record_params(params: Mapping[Any, Any], *, flow: str) -> RecordedParams:
         return RecordedParams(shown, stored)
     # names that are not all text: the params as one value
     encoded = _encode(WHOLE, dict(recordable), flow)
-    return RecordedParams({_text(k): _shown(v) for k, v in recordable.items()}, [(WHOLE, encoded)])
+    return RecordedParams({_text(k): _shown(v) for k, v in recordable.items()}, [(WHOLE, encoded)], whole=True)
 
 
 def restore_params(store: Store, run_id: str, payload: Mapping[str, Any]) -> dict[Any, Any]:
@@ -67,7 +70,7 @@ def restore_params(store: Store, run_id: str, payload: Mapping[str, Any]) -> dic
     params: dict[Any, Any] = dict(payload.get("params") or {})
     for output in payload.get("stored_params") or ():
         value = store.load_value(run_id, PARAMS_STEP, output["name"], output)
-        if output["name"] == WHOLE:
+        if output.get("whole"):
             return dict(value)
         params[output["name"]] = value
     return params

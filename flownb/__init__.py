@@ -5,7 +5,7 @@ Users import from here only; everything in subpackages is internal.
 
 from importlib.metadata import version as _version
 
-from flownb.api import Flow
+from flownb.api import Flow, serve
 from flownb.engine.attached import attach
 from flownb.engine.run import Run
 from flownb.errors import (
@@ -55,6 +55,7 @@ __all__ = [
     "history",
     "load_ipython_extension",
     "register_kind",
+    "serve",
     "sql",
     "unload_ipython_extension",
 ]

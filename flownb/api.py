@@ -116,3 +116,22 @@ def serve(
 
     served = [ServedFlow(f, starter=(starters or {}).get(f.name)) for f in flows]
     return make_server(served, db=db, host=host, port=port).start()
+
+
+def run_svg(store: Any, run_id: str) -> str:
+    """The picture of a recorded run (any process's), colored by what its events say of its steps."""
+    from flownb.model.flow import recorded_graph
+    from flownb.render import flow_svg
+    from flownb.store.events import RunFold
+    from flownb.store.operations import resolve_run_id
+
+    store.flush()
+    fold = RunFold.of(store.run_events(resolve_run_id(store, run_id)))
+    shape = fold.started.get("steps") or {n: {"kind": s.kind or "python"} for n, s in fold.base_steps().items()}
+    graph = recorded_graph(fold.flow or "flow", shape)
+    steps = {n: s for n, s in fold.base_steps().items() if n in graph.specs}
+    return flow_svg(
+        graph, {n: str(s.status) for n, s in steps.items()},
+        durations={n: s.duration_ms for n, s in steps.items() if s.duration_ms is not None},
+        attempts={n: s.attempts for n, s in steps.items()},
+    )  # fmt: skip

@@ -157,7 +157,7 @@ async def run_events(request: Request) -> Response:
 
 async def run_graph(request: Request) -> Response:
     """The run's picture (SVG), as the page shows it."""
-    from flownb.render import run_svg
+    from flownb.api import run_svg
 
     st = _state(request)
     run_id = request.path_params["run_id"]

@@ -150,8 +150,8 @@ def _serve_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flownb.cli_progress import echo_steps, follow
-    from flownb.cli_targets import load_target, parse_params
+    from flownb.cli.progress import echo_steps, follow
+    from flownb.cli.targets import load_target, parse_params
 
     params = parse_params(args.param)
     target = load_target(args.target, flow_name=args.flow, executor=args.executor)
@@ -172,8 +172,8 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     import flownb
-    from flownb.cli_progress import echo_steps, follow
-    from flownb.cli_targets import load_target, recorded_target
+    from flownb.cli.progress import echo_steps, follow
+    from flownb.cli.targets import load_target, recorded_target
     from flownb.store import open_store
 
     attached = flownb.attach(args.run)
@@ -198,7 +198,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from flownb.cli_targets import full_run_id
+    from flownb.cli.targets import full_run_id
     from flownb.store import open_store
     from flownb.store.operations import runs_frame, steps_frame
 
@@ -211,7 +211,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         steps = steps.sort_values(["level", "step", "attempt"], na_position="first")[columns]
     _print_table(steps, "no steps recorded")
     if args.svg:
-        from flownb.render import run_svg
+        from flownb.api import run_svg
 
         with open(args.svg, "w") as f:
             f.write(run_svg(store, run_id))
@@ -222,7 +222,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_approve(args: argparse.Namespace) -> int:
     import getpass
 
-    from flownb.cli_targets import full_run_id
+    from flownb.cli.targets import full_run_id
     from flownb.store import Decision, open_store
     from flownb.store.base import utcnow
     from flownb.store.operations import approval_state, waiting_approvals
@@ -257,7 +257,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from flownb.cli_targets import load_target
+    from flownb.cli.targets import load_target
     from flownb.server import make_server
     from flownb.server.flows import ServedFlow, session_starter
 
@@ -281,7 +281,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule_add(args: argparse.Namespace) -> int:
-    from flownb.cli_targets import parse_params
+    from flownb.cli.targets import parse_params
     from flownb.store import open_store, schedules
 
     checked = schedules.validate(
@@ -349,7 +349,3 @@ def _missing(value: Any) -> bool:
         return value is None or bool(value != value)  # noqa: PLR0124  (NaN is the value unequal to itself)
     except (TypeError, ValueError):
         return False
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m flownb.cli``: the ``flownb`` command."""
+
+import sys
+
+from flownb.cli.main import main
+
+sys.exit(main())

@@ -173,6 +173,10 @@ class CellFunction:
         self._context = context
         self._shell = shell
         self._figures = PYPLOT in plan.effects
+        if shell is not None and "get_ipython" in code.co_names:
+            from flownb.notebook.stepshell import preload_magics
+
+            preload_magics(shell)  # here, on the defining thread, before steps run at once
 
     def _globals(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         g = dict(self._namespace())

@@ -15,9 +15,30 @@ from __future__ import annotations
 import copy
 import os
 import subprocess
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
+
+# IPython (9.18+) imports its own magics lazily, on first lookup, and defining a
+# Magics class fills a table shared by the whole module: two steps importing two
+# magics modules at once mix their tables ("'PylabMagics' object has no attribute
+# 'prun'"). So lookups from steps take turns, and the first one imports them all.
+_MAGIC_LOOKUP = threading.Lock()
+
+
+def preload_magics(shell: Any) -> None:
+    """Import every magic IPython declares lazily, so steps running at once never race to."""
+    with _MAGIC_LOOKUP:
+        manager = getattr(shell, "magics_manager", None)
+        load_all = getattr(manager, "load_all_lazy_magics", None)
+        if load_all is not None:
+            load_all()
+
+
+def _find_magic(shell: Any, kind: str, name: str) -> Any:
+    with _MAGIC_LOOKUP:
+        return shell.find_line_magic(name) if kind == "line" else shell.find_cell_magic(name)
 
 
 class StepShell:
@@ -43,14 +64,14 @@ class StepShell:
     # -- magics -------------------------------------------------------------------------------
 
     def run_line_magic(self, magic_name: str, line: str, _stack_depth: int = 1) -> Any:
-        fn = self._shell.find_line_magic(magic_name)
+        fn = _find_magic(self._shell, "line", magic_name)
         if fn is None:
             return self._shell.run_line_magic(magic_name, line)  # raises the shell's own UsageError
         kwargs = {"local_ns": self.user_ns} if getattr(fn, "needs_local_scope", False) else {}
         return self._rebound(fn)(self.var_expand(line), **kwargs)
 
     def run_cell_magic(self, magic_name: str, line: str, cell: str) -> Any:
-        fn = self._shell.find_cell_magic(magic_name)
+        fn = _find_magic(self._shell, "cell", magic_name)
         if fn is None:
             return self._shell.run_cell_magic(magic_name, line, cell)
         kwargs = {"local_ns": self.user_ns} if getattr(fn, "needs_local_scope", False) else {}

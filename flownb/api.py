@@ -123,10 +123,9 @@ def run_svg(store: Any, run_id: str) -> str:
     from flownb.model.flow import recorded_graph
     from flownb.render import flow_svg
     from flownb.store.events import RunFold
-    from flownb.store.operations import resolve_run_id
 
     store.flush()
-    fold = RunFold.of(store.run_events(resolve_run_id(store, run_id)))
+    fold = RunFold.of(store.run_events(store.resolve_run_id(run_id)))
     shape = fold.started.get("steps") or {n: {"kind": s.kind or "python"} for n, s in fold.base_steps().items()}
     graph = recorded_graph(fold.flow or "flow", shape)
     steps = {n: s for n, s in fold.base_steps().items() if n in graph.specs}

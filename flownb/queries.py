@@ -25,6 +25,4 @@ def sql(
 
 def history(db: str | os.PathLike[str] | Store | None = None, limit: int = 50) -> pd.DataFrame:
     """The latest runs, newest first."""
-    from flownb.store.operations import history as latest
-
-    return latest(open_store(db), limit)
+    return open_store(db).history(limit)

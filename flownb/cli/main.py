@@ -200,13 +200,12 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from flownb.cli.targets import full_run_id
     from flownb.store import open_store
-    from flownb.store.operations import runs_frame, steps_frame
 
     store = open_store(None)
     run_id = full_run_id(store, args.run)
-    _print_table(runs_frame(store, run_id), "")
+    _print_table(store.runs_frame(run_id), "")
     columns = ["step", "attempt", "kind", "status", "level", "duration_ms", "error_type", "error", "reason"]
-    steps = steps_frame(store, run_id)
+    steps = store.steps_frame(run_id)
     if not steps.empty:
         steps = steps.sort_values(["level", "step", "attempt"], na_position="first")[columns]
     _print_table(steps, "no steps recorded")
@@ -225,13 +224,12 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     from flownb.cli.targets import full_run_id
     from flownb.store import Decision, open_store
     from flownb.store.base import utcnow
-    from flownb.store.operations import approval_state, waiting_approvals
 
     store = open_store(None)
     run_id = full_run_id(store, args.run)
-    asked, decided = approval_state(store, run_id, args.step)
+    asked, decided = store.approval_state(run_id, args.step)
     if not asked:
-        names = ", ".join(waiting_approvals(store, run_id)) or "none"
+        names = ", ".join(store.waiting_approvals(run_id)) or "none"
         raise UsageError(f"run {run_id} has no approval {args.step!r} (waiting: {names})")
     if decided is not None:
         raise UsageError(f"approval {args.step!r} of run {run_id} was already decided: {decided}")

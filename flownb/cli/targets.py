@@ -123,10 +123,8 @@ def _notebook(path: Path, flow_name: str | None, executor: str | None) -> Target
 
 def recorded_target(store: Store, run_id: str) -> tuple[str, str]:
     """Where a run's flow was defined (the notebook or FILE.py:NAME), and its name."""
-    from flownb.store.operations import run_row
-
     full = full_run_id(store, run_id)
-    row = run_row(store, full) or {}
+    row = store.run_row(full) or {}
     where = row.get("notebook")
     if not isinstance(where, str) or not where:
         raise TargetError(f"run {full} recorded no notebook or file; pass --target NOTEBOOK.ipynb or FILE.py:FLOW")

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from flownb.engine.execution import CANCEL, CONTROL_STEP, PAUSE, RESUME
 from flownb.engine.run import Run, current_user, follow_events
 from flownb.errors import FlownbError, RunFailed, RunNotFound
-from flownb.store import operations
 from flownb.store.base import Decision, Event, Store, open_store, utcnow
 from flownb.store.events import RUN_FINISHED, STEP_SUCCESS, RunFold, RunStatus
 
@@ -80,7 +79,7 @@ class AttachedRun(Run):
     @property
     def status(self) -> str:
         """As the ``runs`` view says: ``interrupted`` when a live-looking run's owner is gone."""
-        row = operations.run_row(self._store, self._id)
+        row = self._store.run_row(self._id)
         return str(row["status"]) if row is not None else self._fold().status
 
     @property
@@ -121,7 +120,7 @@ class AttachedRun(Run):
 
     @property
     def steps(self) -> pd.DataFrame:
-        return operations.steps_frame(self._store, self._id)
+        return self._store.steps_frame(self._id)
 
     @property
     def execution(self) -> RunExecution:

@@ -30,7 +30,6 @@ from flownb.errors import FlownbError, RunNotFound
 from flownb.model.dag import downstream
 from flownb.model.flow import Graph
 from flownb.model.spec import StepSpec
-from flownb.store import operations
 from flownb.store.base import Decision, Event, Store
 from flownb.store.codecs import VOLATILE
 
@@ -166,7 +165,7 @@ def find_cached(
     store: Store, flow: str, spec: StepSpec, input_hash: str, current_run: str
 ) -> tuple[str, tuple[Any, list[dict[str, Any]]], str] | None:
     """An earlier success of the same step with the same inputs and code."""
-    hit = operations.cached_success(store, flow, spec.name, input_hash, current_run)
+    hit = store.cached_success(flow, spec.name, input_hash, current_run)
     if hit is None:
         return None
     run_id, output_hash = hit

@@ -73,9 +73,7 @@ class Run:
     @property
     def steps(self) -> pd.DataFrame:
         """One row per attempt, as in the store's ``steps`` view."""
-        from flownb.store.operations import steps_frame
-
-        return steps_frame(self._ex.store, self.id)
+        return self._ex.store.steps_frame(self.id)
 
     @property
     def execution(self) -> RunExecution:

@@ -167,10 +167,9 @@ class FlowMagics(Magics):
         if run is not None:
             print(_one_line(run))
         from flownb.store import open_store
-        from flownb.store.operations import resolve_run_id, runs_frame
 
         store = open_store(db)
-        return runs_frame(store, resolve_run_id(store, run_id))
+        return store.runs_frame(store.resolve_run_id(run_id))
 
     def _flow_history(self, args: argparse.Namespace) -> Any:
         import flownb

@@ -189,9 +189,7 @@ class Session:
         return self._remember(f.resume(run_id))
 
     def resumable(self, f: Flow) -> str:
-        from flownb.store.operations import latest_run
-
-        latest = latest_run(open_store(f.db), f.name)
+        latest = open_store(f.db).latest_run(f.name)
         if latest is None:
             raise FlownbError(f"flow {f.name!r} has no runs to resume; start one with %flow run")
         run_id, status = latest

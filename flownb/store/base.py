@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flownb.store.codecs import Encoded
+from flownb.store.operations import Operations
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,8 +68,10 @@ class Decision:
     ts: datetime
 
 
-class Store(ABC):
+class Store(Operations, ABC):
     """Where runs are recorded. Writes are queued and group-committed.
+
+    What flownb asks of a store, it asks by name (store/operations.py).
 
     ``submit`` returns a future that is done once the records are committed;
     the engine waits for it before starting any dependent of a completed step
@@ -152,12 +155,6 @@ class Store(ABC):
         """Raise :class:`~flownb.errors.StoreError` now if runs cannot be recorded here (a
         read-only file): a run is refused before it starts, not failed by its first record."""
         return None  # a store that can always record (in memory) has nothing to check
-
-    def run_ids_like(self, prefix: str) -> list[str]:
-        df = self.query(
-            "SELECT DISTINCT run_id FROM events WHERE run_id LIKE ? ORDER BY run_id", [prefix + "%"]
-        )
-        return [str(r) for r in df["run_id"]]
 
 
 def resolve_path(db: str | os.PathLike[str] | None) -> str:

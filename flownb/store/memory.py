@@ -1,11 +1,12 @@
 """An in-memory store behind the same interface as DuckDB's.
 
 Writes commit at once (the returned future is already done), so engine tests
-need no file. The named operations work on Python objects; only users' SQL
-(``query``) builds the same tables and views in an in-memory DuckDB from the
-recorded events. Its runs' owner is always this process: a lease is held from a
-run's ``run_started`` to its ``run_ended``, and :meth:`claim_run` (a resume) takes
-it with a new epoch, as in the file store.
+need no file. The named operations (store/operations.py) are answered from the
+events in Python (store/twin.py), without DuckDB; only users' SQL (``query``)
+builds the same tables and views in an in-memory DuckDB from the recorded events.
+Its runs' owner is always this process: a lease is held from a run's
+``run_started`` to its ``run_ended``, and :meth:`claim_run` (a resume) takes it
+with a new epoch, as in the file store.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from flownb.errors import FlownbError
-from flownb.store import batches, codecs, failures, lease, schema
+from flownb.store import batches, codecs, failures, lease, schema, twin
 from flownb.store.base import Decision, Event, Store, StoredValue
+from flownb.store.operations import HISTORY_COLUMNS, RUNS_FRAME_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,6 +92,64 @@ class MemoryStore(Store):
                 raise failures.explain(exc, self.path) from None
         finally:
             con.close()
+
+    # -- the named operations, from the events ---------------------------------------------------
+
+    def run_ids_like(self, prefix: str) -> list[str]:
+        with self._lock:
+            return sorted({e.run_id for e in self._events if e.run_id.startswith(prefix)})
+
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        df = self._runs(run_id=run_id)
+        return None if df.empty else dict(df.iloc[0])
+
+    def runs_frame(self, run_id: str) -> pd.DataFrame:
+        return self._runs(run_id=run_id)[list(RUNS_FRAME_COLUMNS)]
+
+    def history(self, limit: int = 50) -> pd.DataFrame:
+        rows = sorted(twin.run_rows(self._snapshot()), key=lambda r: r["started_at"], reverse=True)
+        return twin.frame(rows[: max(int(limit), 0)], twin.RUN_COLUMNS)[list(HISTORY_COLUMNS)]
+
+    def latest_run(self, flow: str) -> tuple[str, str] | None:
+        rows = [r for r in twin.run_rows(self._snapshot()) if r["flow"] == flow and r["parent_run_id"] is None]
+        if not rows:
+            return None
+        latest = max(rows, key=lambda r: r["started_at"])
+        return str(latest["run_id"]), str(latest["status"])
+
+    def steps_frame(self, run_id: str) -> pd.DataFrame:
+        rows = twin.step_rows(e for e in self._snapshot().events if e.run_id == run_id)
+        rows.sort(key=lambda r: (r["started_at"], r["step"], r["attempt"] or 0))
+        return twin.frame(rows, twin.STEP_COLUMNS)
+
+    def approval_state(self, run_id: str, step: str) -> tuple[bool, str | None]:
+        gates = twin.approvals(self._snapshot(), run_id)
+        return (step in gates), gates.get(step)
+
+    def waiting_approvals(self, run_id: str) -> list[str]:
+        return [step for step, decision in twin.approvals(self._snapshot(), run_id).items() if decision is None]
+
+    def cached_success(self, flow: str, step: str, input_hash: str, other_than: str) -> tuple[str, str] | None:
+        snap = self._snapshot()
+        of_flow = {r["run_id"] for r in twin.run_rows(snap) if r["flow"] == flow}
+        found = [
+            r for r in twin.step_rows(e for e in snap.events if e.run_id in of_flow and e.step == step)
+            if r["input_hash"] == input_hash and r["status"] in ("succeeded", "cached") and r["run_id"] != other_than
+        ]  # fmt: skip
+        if not found:
+            return None
+        latest = max(found, key=lambda r: r["ended_at"] or r["started_at"])
+        return str(latest["run_id"]), str(latest["output_hash"])
+
+    def _runs(self, run_id: str) -> pd.DataFrame:
+        rows = [r for r in twin.run_rows(self._snapshot()) if r["run_id"] == run_id]
+        return twin.frame(rows, twin.RUN_COLUMNS)
+
+    def _snapshot(self) -> twin.Snapshot:
+        with self._lock:
+            return twin.Snapshot(list(self._events), list(self._inbox), dict(self._leases))
+
+    # -- records ----------------------------------------------------------------------------------
 
     def run_events(self, run_id: str) -> list[Event]:
         with self._lock:

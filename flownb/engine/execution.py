@@ -30,7 +30,7 @@ from flownb.engine.params import PARAMS_STEP, RecordedParams, record_params
 from flownb.engine.recorder import Recorder
 from flownb.engine.scheduler import Scheduler
 from flownb.engine.stepper import Outcome
-from flownb.errors import FlownbError, RunCancelled, RunFailed, StepFailed
+from flownb.errors import FlownbError, RunCancelled, RunFailed, StepFailed, StoreError
 from flownb.executors import resolve_executor
 from flownb.executors.capture import StepLog
 from flownb.model.spec import StepSpec
@@ -142,6 +142,8 @@ class RunExecution:
             )
         except asyncio.CancelledError:
             self.error = RunCancelled(f"run {self.run_id} of flow {self.plan.name!r} was cancelled")
+        except StoreError as exc:  # the store could not record the run: its own one-line reason
+            self.error = exc
         except Exception as exc:  # noqa: BLE001  (an engine bug must end the run, recorded)
             self.error = RunFailed(f"run {self.run_id} failed inside flownb: {format_error(exc)}")
         finally:

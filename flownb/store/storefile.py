@@ -46,6 +46,8 @@ class StoreFile:
         #: seconds each turn with the file was waited for (benchmarks/contention.py reads them)
         self.waits: list[float] = []
         self._size_seen: int | None = None
+        #: the file's size when this process last let go of it (None before its first turn ends)
+        self._size_left: int | None = None
 
     def open(
         self, about: dict[str, Any], ready: Callable[[duckdb.DuckDBPyConnection], None], wait: float | None = None
@@ -66,6 +68,7 @@ class StoreFile:
         if len(self.waits) < 100_000:
             self.waits.append(waited)
         try:
+            self._check_between_turns()
             con = self._connect(deadline)
             try:
                 ready(con)
@@ -106,10 +109,15 @@ class StoreFile:
     def close(self) -> None:
         """End this turn: close the file (DuckDB checkpoints) and let the next process have it."""
         if self.con is not None:
+            self._notice_shrink()  # before DuckDB's checkpoint writes past the cut and hides it
             con, self.con = self.con, None
             try:
                 with contextlib.suppress(duckdb.Error):  # a failure was reported already
                     con.close()
+                if self.damage is None:
+                    self._size_left = _size(self.path)
+                    if self._size_left >= 0:
+                        self.turns.leave_size(self._size_left)
             finally:
                 self._size_seen = None
                 self.turns.release()
@@ -136,26 +144,41 @@ class StoreFile:
         except OSError:
             self._size_seen = None
 
+    def _check_between_turns(self) -> None:
+        """A file this process had, found smaller than its last holder left it: someone who takes
+        no turns cut it between turns (within a turn, :meth:`check_intact` sees it)."""
+        if self._size_left is None or self.read_only:
+            return  # a first turn: whatever happened before this process is DuckDB's to find
+        left = self.turns.size_left()
+        expected = self._size_left if left is None else left
+        size = _size(self.path)
+        if 0 <= size < expected:  # (a file removed is a new store: the user starting afresh)
+            raise self._damaged(f"shrank from {expected} to {size} bytes", "between this process's turns")
+
     def check_intact(self) -> None:
         """The file has not shrunk since this process's last operation in this turn."""
+        if self.damage is None:
+            self._notice_shrink()
         if self.damage is not None:
-            raise self.damage
-        seen = self._size_seen
-        if seen is None:
-            return
-        try:
-            size = os.stat(self.path).st_size
-        except OSError:
-            size = -1
-        if size < seen:
-            what = "was removed" if size < 0 else f"shrank from {seen} to {size} bytes"
-            self.damage = failures.error(
-                self.path, failures.DAMAGED,
-                f"the file is damaged: it {what} while this process had it open (truncated by another program?); "
-                "records written since may be lost",
-            )  # fmt: skip
             self.close()
             raise self.damage
+
+    def _notice_shrink(self) -> None:
+        seen = self._size_seen
+        if seen is None or self.damage is not None:
+            return
+        size = _size(self.path)
+        if size < seen:
+            what = "was removed" if size < 0 else f"shrank from {seen} to {size} bytes"
+            self._damaged(what, "while this process had it open")
+
+    def _damaged(self, what: str, when: str) -> StoreError:
+        """Remember the damage: every later operation fails with it."""
+        self.damage = failures.error(
+            self.path, failures.DAMAGED,
+            f"the file is damaged: it {what} {when} (truncated by another program?); records written since may be lost",
+        )  # fmt: skip
+        return self.damage
 
     def read_only_error(self) -> StoreError:
         return failures.error(
@@ -163,6 +186,14 @@ class StoreFile:
             "the file is read-only: it can be read (history, sql, show), not written",
             "make it writable, or run flows with another store (--db, FLOWNB_DB or Flow(db=...))",
         )  # fmt: skip
+
+
+def _size(path: str) -> int:
+    """The file's size, -1 when it is gone."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
 
 
 def check_location(path: str) -> None:

@@ -18,7 +18,9 @@ that runs no flow lets go right after each query (see the store). The kernel
 drops a dead process's locks, so a crash never leaves the file taken.
 
 The holder writes who it is and what it does into the lock file, so that a
-:class:`~flownb.errors.StoreLocked` can name it. Where the lock file cannot be
+:class:`~flownb.errors.StoreLocked` can name it, and, as it lets go, how large it
+left the store file: a file found smaller at the next turn was cut by someone who
+takes no turns (the store calls that damage). Where the lock file cannot be
 written (a read-only directory), there are no turns: nobody can write there anyway.
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 #: how long a holder keeps the file while another process waits (a connect costs ~15 ms)
 QUANTUM = 0.2
 _TURN, _DOOR = 0, 1
+_LEFT_AT, _LEFT_SIZE = 16, 24
 _INFO_AT, _INFO_SIZE = 64, 448
 _POLL_FIRST, _POLL_MAX = 0.001, 0.02
 
@@ -106,6 +109,22 @@ class Turns:
         except (OSError, ValueError):
             return None
         return found if isinstance(found, dict) else None
+
+    def leave_size(self, size: int) -> None:
+        """Say, as the holder letting go, how large the store file is as left."""
+        if self.holding and self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._fd, str(size).encode().ljust(_LEFT_SIZE), _LEFT_AT)
+
+    def size_left(self) -> int | None:
+        """How large the last holder left the store file (None when nobody said)."""
+        if self._fd is None:
+            return None
+        try:
+            raw = os.pread(self._fd, _LEFT_SIZE, _LEFT_AT).strip(b"\0 ")
+            return int(raw) if raw else None
+        except (OSError, ValueError):
+            return None
 
     def close(self) -> None:
         self.release()

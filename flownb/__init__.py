@@ -5,8 +5,9 @@ Users import from here only; everything in subpackages is internal.
 
 from importlib.metadata import version as _version
 
-from flownb.api import Flow, serve
+from flownb.api import Flow, serve, watch_runs
 from flownb.engine.attached import attach
+from flownb.engine.observe import Observer
 from flownb.engine.run import Run
 from flownb.errors import (
     ApprovalRejected,
@@ -39,6 +40,7 @@ __all__ = [
     "FlowDefinitionError",
     "FlownbError",
     "NotebookFileError",
+    "Observer",
     "OutputNotStorable",
     "Run",
     "RunActive",
@@ -58,6 +60,7 @@ __all__ = [
     "serve",
     "sql",
     "unload_ipython_extension",
+    "watch_runs",
 ]
 
 

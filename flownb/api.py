@@ -118,6 +118,15 @@ def serve(
     return make_server(served, db=db, host=host, port=port).start()
 
 
+def watch_runs(hook: Callable[[Run], None]) -> Callable[[], None]:
+    """Call ``hook(run)`` with every run this process starts, before it starts (sub-flows
+    too: their ``parent_run_id`` is set). ``run.observe(observer, replay=False)`` in the hook
+    hears the run from its first event. Returns a function that stops the watching."""
+    from flownb.engine.runtime import runtime
+
+    return runtime().watch_starts(hook)
+
+
 def run_svg(store: Any, run_id: str) -> str:
     """The picture of a recorded run (any process's), colored by what its events say of its steps."""
     from flownb.model.flow import recorded_graph

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from flownb.engine.observe import Observer
 from flownb.engine.run import Run
 from flownb.errors import FlownbError
 
@@ -25,7 +26,7 @@ COLORS = {
 DONE = ("succeeded", "cached", "failed", "skipped", "cancelled")
 
 
-class StepEcho:
+class StepEcho(Observer):
     """What the steps of the runs this process starts print and display, as prefixed lines.
 
     Steps write from worker threads; lines queue here and the terminal prints
@@ -37,12 +38,12 @@ class StepEcho:
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._partial: dict[tuple[str, str], str] = {}
 
-    def attach(self, ex: Any) -> None:
+    def attach(self, run: Run) -> None:
         """The runtime's start hook: listen to a top-level run's steps."""
-        if ex.depth == 0:
-            ex.log_listeners.append(self._heard)
+        if run.parent_run_id is None:
+            run.observe(self, replay=False)
 
-    def _heard(self, ex: Any, step: str, stream: str, text: Any) -> None:
+    def on_log(self, step: str, attempt: int, stream: str, text: Any) -> None:
         if stream == "display":
             for line in _display_lines(text):
                 self.lines.put(f"[{step}] {line}")
@@ -88,12 +89,11 @@ def echo_steps() -> Iterator[StepEcho]:
     from flownb.engine.runtime import runtime
 
     echo = StepEcho()
-    hooks = runtime().on_start
-    hooks.append(echo.attach)
+    stop = runtime().watch_starts(echo.attach)
     try:
         yield echo
     finally:
-        hooks.remove(echo.attach)
+        stop()
 
 
 def follow(run: Run, *, approve: Iterable[str] = (), echo: StepEcho | None = None) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flownb.engine.execution import CANCEL, CONTROL_STEP, PAUSE, RESUME
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from flownb.engine.execution import RunExecution
+    from flownb.engine.observe import Observer, Subscription
     from flownb.engine.runtime import Runtime
+    from flownb.model.flow import Graph
 
 #: how often a waiting caller reads the run's status again
 POLL_SECONDS = 0.25
@@ -124,7 +126,34 @@ class AttachedRun(Run):
 
     @property
     def execution(self) -> RunExecution:
-        raise FlownbError(f"run {self._id} is not running in this process; this handle reads it from the store")
+        raise self._elsewhere()
+
+    @property
+    def graph(self) -> Graph:
+        from flownb.model.flow import recorded_graph
+
+        fold = self._fold()
+        shape = fold.started.get("steps") or {n: {"kind": s.kind or "python"} for n, s in fold.base_steps().items()}
+        return recorded_graph(fold.flow or "flow", shape)
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self._fold().parent_run_id
+
+    @property
+    def resumed(self) -> bool:
+        return self._fold().resumed > 0
+
+    def observe(self, observer: Observer, *, replay: bool = True) -> Subscription:
+        raise FlownbError(
+            f"run {self._id} is not running in this process: follow it with run.events(follow=True)"
+        )
+
+    def add_done_callback(self, fn: Callable[[Run], None]) -> None:
+        raise self._elsewhere()
+
+    def _elsewhere(self) -> FlownbError:
+        return FlownbError(f"run {self._id} is not running in this process; this handle reads it from the store")
 
     @property
     def pending_approvals(self) -> list[str]:

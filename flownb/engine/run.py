@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from flownb.engine.execution import RunExecution
+    from flownb.engine.observe import Observer, Subscription
     from flownb.engine.runtime import Runtime
+    from flownb.model.flow import Graph
 
 
 class Run:
@@ -41,6 +43,21 @@ class Run:
     def status(self) -> str:
         """pending, running, waiting, succeeded, failed, cancelled."""
         return self._ex.status
+
+    @property
+    def graph(self) -> Graph:
+        """The flow as this run runs it: its steps (``graph.specs``), levels and dependents."""
+        return self._ex.graph
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The run this one is a sub-flow of, or None for a top-level run."""
+        return self._ex.parent_run_id
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this run goes on from a resume (its earlier steps' outputs are restored)."""
+        return self._ex.restored is not None
 
     @property
     def done(self) -> bool:
@@ -115,6 +132,19 @@ class Run:
     def resume(self) -> None:
         """Go on after :meth:`pause`. (To finish an interrupted or failed run, use ``flow.resume``.)"""
         self._rt.call(self._ex.unpause)
+
+    def observe(self, observer: Observer, *, replay: bool = True) -> Subscription:
+        """Hear the run as it goes: its events as they are recorded, what its steps print, its
+        outputs (engine/observe.py). ``replay`` first gives the events recorded so far, each
+        event once; ``subscription.close()`` stops. Only for a run of this process: follow
+        another process's run with :meth:`events`."""
+        from flownb.engine.observe import observe
+
+        return observe(self._ex, self._rt, observer, replay=replay)
+
+    def add_done_callback(self, fn: Callable[[Run], None]) -> None:
+        """Call ``fn(run)`` when the run ends (at once if it has), on the engine's thread."""
+        self._ex.done.add_done_callback(lambda _: fn(self))
 
     def events(self, *, follow: bool = False, poll: float = 0.25) -> Iterator[Event]:
         """The run's events in order (the ``events`` table's rows); with ``follow=True``, live

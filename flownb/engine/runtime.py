@@ -29,6 +29,7 @@ from flownb.store.base import open_store
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
+    from flownb.engine.run import Run
     from flownb.model.flow import RunPlan
 
 T = TypeVar("T")
@@ -46,8 +47,7 @@ class Runtime:
         #: the time retries, approval polls and records read (tests may give another)
         self.clock: Clock = SYSTEM
         self.notebook: str | None = os.environ.get("FLOWNB_NOTEBOOK")
-        #: called with each new execution (the notebook's live view subscribes here)
-        self.on_start: list[Callable[[RunExecution], None]] = []
+        self._start_hooks: list[Callable[[RunExecution], None]] = []
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -78,9 +78,26 @@ class Runtime:
             restored=restored, clock=self.clock, trigger=parent.trigger if parent else trigger,
         )  # fmt: skip
         self.active[ex.run_id] = ex
-        for hook in list(self.on_start):
+        for hook in list(self._start_hooks):
             hook(ex)
         return ex
+
+    def watch_starts(self, hook: Callable[[Run], None]) -> Callable[[], None]:
+        """Call ``hook(run)`` with each run this process creates (sub-flows too: their
+        ``parent_run_id`` says so), before it starts: ``run.observe(observer, replay=False)``
+        in the hook hears every event. Returns what stops the watching."""
+        from flownb.engine.run import Run
+
+        def on_create(ex: RunExecution) -> None:
+            hook(Run(ex, self))
+
+        self._start_hooks.append(on_create)
+
+        def stop() -> None:
+            if on_create in self._start_hooks:
+                self._start_hooks.remove(on_create)
+
+        return stop
 
     def forget(self, ex: RunExecution) -> None:
         self.active.pop(ex.run_id, None)
@@ -161,6 +178,14 @@ def resume_run(
     )
     rt.loop.call_soon_threadsafe(ex.start)
     return Run(ex, rt)
+
+
+def find_run(run_id: str) -> Run | None:
+    """The handle of the run ``run_id`` (or a unique prefix) if it goes on in this process."""
+    from flownb.engine.run import Run
+
+    ex = find_active(run_id)
+    return None if ex is None else Run(ex, runtime())
 
 
 def find_active(run_id: str) -> RunExecution | None:

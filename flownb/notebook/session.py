@@ -21,14 +21,17 @@ itself) and raises :class:`NotebookCellFailed` naming the cell that failed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flownb.api import Flow
-from flownb.engine.runtime import find_active, runtime
+from flownb.engine.observe import Observer
+from flownb.engine.runtime import find_run, runtime
 from flownb.errors import FlowDefinitionError, FlownbError
 from flownb.notebook.cellfn import CellInfo, rebind
 from flownb.notebook.cells import CellDef, CellRegistry, KindCell, Positions
@@ -37,10 +40,10 @@ from flownb.steps.registry import get_kind
 from flownb.store.base import Decision, open_store, utcnow
 
 if TYPE_CHECKING:
-    from flownb.engine.execution import RunExecution
     from flownb.engine.run import Run
     from flownb.model.flow import Graph
     from flownb.notebook.view import LiveView
+    from flownb.store.base import Event
 
 _RUN_LINE = re.compile(r"%flow\s+run\b")
 _STEP_CELL = re.compile(r"^\s*(#[^\n]*\n\s*)*%%?step\b")
@@ -70,6 +73,7 @@ class Session:
         self.runs: dict[str, Run] = {}
         self.last_run_id: str | None = None
         self.tracker = Tracker(self._publish)
+        self._catching_up: set[str] = set()  # runs whose end publishes the latest versions reached
         self._auto_approve: list[str] = []
         rt = runtime()
         if rt.notebook is None:
@@ -89,13 +93,13 @@ class Session:
         return found
 
     def attach(self) -> None:
-        runtime().on_start.append(self._on_start)
+        self._stop_watching = runtime().watch_starts(self._on_start)
         self._sessions[id(self.shell)] = self
 
     def detach(self) -> None:
-        hooks = runtime().on_start
-        if self._on_start in hooks:
-            hooks.remove(self._on_start)
+        stop = getattr(self, "_stop_watching", None)
+        if stop is not None:
+            stop()
         self._sessions.pop(id(self.shell), None)
 
     def pre_run_cell(self, info: Any) -> None:
@@ -210,12 +214,7 @@ class Session:
         for rid, run in self.runs.items():
             if rid.startswith(run_id) and not run.done:
                 return run
-        ex = find_active(run_id)
-        if ex is None:
-            return None
-        from flownb.engine.run import Run
-
-        return Run(ex, runtime())
+        return find_run(run_id)
 
     def any_run(self, run_id: str | None, flow: str | None = None) -> Run:
         """A handle on a run of this kernel or any other process (default: the last run started here)."""
@@ -241,19 +240,19 @@ class Session:
         store.post_decision(Decision(full, step, decision, by or current_user(), comment, via, utcnow()))
         return f"{decision} {step!r} of run {full} (posted for the process that runs it)"
 
-    def _on_start(self, ex: RunExecution) -> None:
-        self.tracker.on_start(ex)
+    def _on_start(self, run: Run) -> None:
+        self.tracker.on_start(run)
         wanted = self._auto_approve
-        if wanted and ex.depth == 0:
-            self.tracker.decisions.setdefault(ex.run_id, []).append(_auto_decider(ex, wanted))
+        if wanted and run.parent_run_id is None:
+            run.observe(_AutoApprover(run, wanted), replay=False)
 
     def _snapshot(self) -> dict[str, Any]:
         """The notebook's names as a run starts: what its steps see of the namespace."""
         return dict(self.shell.user_ns) if self.shell is not None else {}
 
-    def _publish(self, ex: RunExecution, name: str, value: Any) -> None:
+    def _publish(self, run: Run, name: str, value: Any) -> None:
         """A cell step succeeded: the names whose final version it wrote become notebook variables."""
-        info = self._cell_info(ex, name)
+        info = self._cell_info(run, name)
         if info is None:
             return
         ns = self.shell.user_ns
@@ -264,17 +263,18 @@ class Session:
                 ns[var] = rebind(found, ns)
             elif var in info.deletes:
                 ns.pop(var, None)
-        if not ex.done.done() and not getattr(ex, "_flownb_catch_up", False):
-            ex._flownb_catch_up = True  # type: ignore[attr-defined]
-            ex.done.add_done_callback(lambda _: self._publish_latest(ex))
+        if not run.done and run.id not in self._catching_up:
+            self._catching_up.add(run.id)
+            run.add_done_callback(self._publish_latest)
 
-    def _publish_latest(self, ex: RunExecution) -> None:
+    def _publish_latest(self, run: Run) -> None:
         """A run that did not reach a name's last writer leaves the latest version it did reach,
         as a notebook run top to bottom that stopped at a failing cell does."""
         latest: dict[str, tuple[int, Any, bool, bool]] = {}
         finals: set[str] = set()
-        for name, value in list(ex.outputs.items()):
-            info = self._cell_info(ex, name)
+        self._catching_up.discard(run.id)
+        for name, value in run.outputs.items():
+            info = self._cell_info(run, name)
             if info is None:
                 continue
             finals |= info.final
@@ -290,8 +290,8 @@ class Session:
             elif deleted:
                 ns.pop(var, None)
 
-    def _cell_info(self, ex: RunExecution, name: str) -> CellInfo | None:
-        spec = ex.graph.specs.get(name)
+    def _cell_info(self, run: Run, name: str) -> CellInfo | None:
+        spec = run.graph.specs.get(name)
         if spec is None or spec.origin[:1] != ("cell",) or self.shell is None:
             return None
         info = getattr(spec.fn, "__flownb_cell__", None)
@@ -314,9 +314,9 @@ class Session:
         from flownb.notebook.view import LiveView
 
         store = open_store(self.flow(flow).db)
-        ex = find_active(run_id)  # a run just started may not be in the store yet
-        full = ex.run_id if ex is not None else _full_run_id(store, run_id)
-        graph = ex.graph if ex is not None else self._graph_for(store, full)
+        active = find_run(run_id)  # a run just started may not be in the store yet
+        full = active.id if active is not None else _full_run_id(store, run_id)
+        graph = active.graph if active is not None else self._graph_for(store, full)
         state = self.tracker.follow(store, full, graph.flow, list(graph.specs))
         view = LiveView(state, graph, lambda step, decision, comment: self._click(view, step, decision, comment))
         self.tracker.subscribe(full, view.poke)
@@ -467,16 +467,20 @@ def _full_run_id(store: Any, run_id: str) -> str:
     return str(read_run(store, run_id)[0].run_id)
 
 
-def _auto_decider(ex: RunExecution, wanted: list[str]) -> Any:
+class _AutoApprover(Observer):
     """Approve the listed gates as soon as they wait (``--approve STEP|all``)."""
 
-    def on_event(e: Any) -> None:
-        if e.event == "step_waiting" and e.step and ("all" in wanted or e.step in wanted):
-            from flownb.engine.run import current_user
+    def __init__(self, run: Run, wanted: list[str]) -> None:
+        self._run = run
+        self._wanted = wanted
 
-            why = "approved at start (--approve)"
-            d = Decision(ex.run_id, e.step, "approved", current_user(), why, "auto", utcnow())
-            # the gate's future exists once request_approval yields: decide on the next turn
-            ex.runtime.loop.call_soon(lambda: ex.decide(d) if e.step in ex.pending_approvals() else None)
+    def on_event(self, event: Event) -> None:
+        step = event.step
+        if event.event == "step_waiting" and step and ("all" in self._wanted or step in self._wanted):
+            # heard on the engine's thread, as the gate starts to wait: decide from another,
+            # which the engine hears on its next turn, when the gate is ready for it
+            threading.Thread(target=self._approve, args=(step,), name="flownb-auto-approve", daemon=True).start()
 
-    return on_event
+    def _approve(self, step: str) -> None:
+        with contextlib.suppress(FlownbError):  # decided meanwhile, or the run ended
+            self._run.approve(step, "approved at start (--approve)", via="auto")

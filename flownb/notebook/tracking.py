@@ -12,12 +12,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flownb.engine.runtime import find_active
+from flownb.engine.observe import Observer
+from flownb.engine.runtime import find_run
 from flownb.notebook.state import RunState
 from flownb.store.base import Event, Store
 
 if TYPE_CHECKING:
-    from flownb.engine.execution import RunExecution
+    from flownb.engine.run import Run
 
 POLL_SECONDS = 0.25  # a run of another process: its view moves at least twice a second (issue 15)
 KEEP_FINISHED = 20  # states of finished runs kept for %flow watch without a replay
@@ -26,27 +27,24 @@ KEEP_FINISHED = 20  # states of finished runs kept for %flow watch without a rep
 class Tracker:
     """The followed runs of one session, by run id."""
 
-    def __init__(self, publish: Callable[[RunExecution, str, Any], None]) -> None:
+    def __init__(self, publish: Callable[[Run, str, Any], None]) -> None:
         self.states: dict[str, RunState] = {}
         self.pokes: dict[str, list[Callable[[], None]]] = {}
-        self.decisions: dict[str, list[Any]] = {}
-        self._publish = publish
+        self.publish = publish
         self._lock = threading.Lock()
 
-    def on_start(self, ex: RunExecution) -> None:
-        """The runtime hook: follow a new top-level run before it starts."""
-        if ex.depth > 0:
+    def on_start(self, run: Run) -> None:
+        """Follow a new top-level run before it starts (``watch_starts``): no event is missed."""
+        if run.parent_run_id is not None:
             return
-        state = RunState(ex.run_id, ex.plan.name, list(ex.graph.specs))
-        if ex.restored is not None:  # a resumed run: show its history first
-            for e in ex.store.run_events(ex.run_id):
+        state = RunState(run.id, run.flow, list(run.graph.specs))
+        if run.resumed:  # show its history first
+            for e in run.events():
                 state.apply(e)
-            for name, value in ex.outputs.items():
-                self._publish(ex, name, value)
+            for name, value in run.outputs.items():
+                self.publish(run, name, value)
         self._register(state)
-        ex.recorder.listeners.append(lambda e: self._on_event(state, e))
-        ex.log_listeners.append(lambda x, step, stream, text: self._on_log(state, x, step, stream, text))
-        ex.output_listeners.append(self._publish)
+        run.observe(_Follower(self, state, run), replay=False)
 
     def _register(self, state: RunState) -> None:
         with self._lock:
@@ -56,17 +54,15 @@ class Tracker:
                 self.states.pop(run_id, None)
                 self.pokes.pop(run_id, None)
 
-    def _on_event(self, state: RunState, e: Event) -> None:
+    def event_of(self, state: RunState, e: Event) -> None:
         state.push(e)
-        for hook in self.decisions.get(state.run_id, ()):
-            hook(e)
         self.poke(state.run_id)
 
-    def _on_log(self, state: RunState, ex: RunExecution, step: str, stream: str, text: Any) -> None:
+    def log_of(self, state: RunState, step: str, attempt: int, stream: str, text: Any) -> None:
         if stream == "display":
-            state.display(step, text, ex.attempts.get(step, 0))
+            state.display(step, text, attempt)
         else:
-            state.log(step, stream, text, ex.attempts.get(step, 0))
+            state.log(step, stream, text, attempt)
         self.poke(state.run_id)
 
     def poke(self, run_id: str) -> None:
@@ -82,21 +78,14 @@ class Tracker:
         if state is not None:
             return state
         state = RunState(run_id, flow, steps)
-        ex = find_active(run_id)
-        if ex is not None:
-            from flownb.engine.runtime import runtime
-
-            # subscribe on the engine's thread, then submit what is still queued: every
-            # event before the subscription is then in the store, every later one arrives here
-            def attach() -> Any:
-                ex.recorder.listeners.append(lambda e: self._on_event(state, e))
-                return ex.recorder.commit()
-
-            runtime().call(attach).result()
-        for e in store.run_events(run_id):
-            state.apply(e)
+        run = find_run(run_id)
+        if run is not None:  # what it recorded so far, then each event as it comes
+            run.observe(_Follower(self, state, run, from_start=False), replay=True)
+        else:
+            for e in store.run_events(run_id):
+                state.apply(e)
         self._register(state)
-        if ex is None and not state.finished:
+        if run is None and not state.finished:
             threading.Thread(target=self._poll, args=(store, state), name=f"flownb-watch-{run_id}", daemon=True).start()
         return state
 
@@ -115,3 +104,25 @@ class Tracker:
             for e in events:
                 state.apply(e)  # the fold takes each event once, a late one too
             self.poke(state.run_id)
+
+
+class _Follower(Observer):
+    """A followed run's events (and, followed from its start, its logs) into its state; the
+    outputs of a run this session started, to the session."""
+
+    def __init__(self, tracker: Tracker, state: RunState, run: Run, *, from_start: bool = True) -> None:
+        self._tracker = tracker
+        self._state = state
+        self._run = run
+        self._from_start = from_start
+
+    def on_event(self, event: Event) -> None:
+        self._tracker.event_of(self._state, event)
+
+    def on_log(self, step: str, attempt: int, stream: str, text: Any) -> None:
+        if self._from_start:
+            self._tracker.log_of(self._state, step, attempt, stream, text)
+
+    def on_output(self, step: str, value: Any) -> None:
+        if self._from_start:
+            self._tracker.publish(self._run, step, value)

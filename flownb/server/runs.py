@@ -76,7 +76,7 @@ class RunReader:
     def _events(self, run_id: str) -> list[Any]:
         """The run's committed events; for a run this process has just started, once its
         ``run_started`` is recorded (a client that reads right after POST finds it)."""
-        from flownb.engine.runtime import find_active
+        from flownb.engine.runtime import find_run
 
         deadline = time.monotonic() + START_WAIT
         while True:
@@ -84,8 +84,8 @@ class RunReader:
             events = self.store.run_events(run_id)
             if events:
                 return events
-            active = find_active(run_id)
-            if active is None or active.run_id != run_id or active.done.done() or time.monotonic() > deadline:
+            active = find_run(run_id)
+            if active is None or active.id != run_id or active.done or time.monotonic() > deadline:
                 return events
             time.sleep(0.002)
 
@@ -101,10 +101,10 @@ class RunReader:
     @staticmethod
     def _mine(run_id: str) -> bool:
         """Whether this process runs it now."""
-        from flownb.engine.runtime import find_active
+        from flownb.engine.runtime import find_run
 
-        active = find_active(run_id)
-        return active is not None and active.run_id == run_id and not active.done.done()
+        active = find_run(run_id)
+        return active is not None and active.id == run_id and not active.done
 
     def handle(self, run_id: str) -> Run:
         """A handle that controls the run, whichever process owns it (404 when unknown)."""

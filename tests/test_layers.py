@@ -48,6 +48,14 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 # step was defined), never by importing a kind.
 MAY_IMPORT_MODULES: dict[str, frozenset[str]] = {}
 
+# A run's insides: the layers that observe runs (the views, the CLI, the server, the facade)
+# hear them through Run.observe / watch_runs / Run.events, never through these.
+RUN_INSIDES = frozenset({
+    "flownb.engine.execution", "flownb.engine.scheduler", "flownb.engine.journal", "flownb.engine.gates",
+    "flownb.engine.recorder", "flownb.engine.stepper", "flownb.engine.fastpath",
+})  # fmt: skip
+OBSERVERS = frozenset({"notebook", "cli", "server", "api"})
+
 # Top-level modules that are not packages, by layer; any other top-level module is reported
 # until it is placed here or moved into a package.
 TOP_LEVEL_MODULES = {"": "api", "api": "api", "queries": "api", "errors": "errors"}
@@ -172,6 +180,8 @@ def violations(root: Path) -> list[Violation]:
                 continue
             if private:
                 found.append(Violation(module, imported, line, f"a private name of layer {target}"))
+            elif layer in OBSERVERS and imported in RUN_INSIDES:
+                found.append(Violation(module, imported, line, "a run's insides: observe it (Run.observe, watch_runs)"))
             elif target is None or (
                 target not in MAY_IMPORT[layer] and imported not in MAY_IMPORT_MODULES.get(layer, frozenset())
             ):
@@ -222,6 +232,7 @@ def fake_package(tmp_path: Path) -> dict[str, str]:
         "flownb/model/flow.py": "from flownb.errors import FlownbError\n\nclass Flow:\n    pass\n",
         "flownb/engine/__init__.py": "",
         "flownb/engine/run.py": "from ..model import flow\n\ndef _user() -> str:\n    return 'me'\n",
+        "flownb/engine/execution.py": "from flownb.engine import run\n",
         "flownb/store/__init__.py": "",
         "flownb/store/base.py": "def _alive(pid: int) -> bool:\n    return True\n",
         "flownb/notebook/__init__.py": "import flownb\nfrom flownb.engine import run\n",
@@ -247,6 +258,8 @@ def test_the_fake_package_passes(tmp_path: Path, fake_package: dict[str, str]) -
         ("flownb/notebook/__init__.py", "from flownb.engine.run import _user\n", "flownb.engine.run._user"),
         ("flownb/notebook/__init__.py", "from flownb.store import base\nbase._alive(1)\n", "flownb.store.base._alive"),
         ("flownb/notebook/__init__.py", "import flownb.store.base\nflownb.store.base._alive(1)\n", "flownb.store.base._alive"),
+        # an observer reaching into a run, even under TYPE_CHECKING
+        ("flownb/notebook/__init__.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from flownb.engine.execution import RunExecution\n", "flownb.engine.execution"),
     ],
 )
 def test_a_planted_wrong_import_is_reported(

@@ -132,12 +132,5 @@ def recorded_target(store: Store, run_id: str) -> tuple[str, str]:
 
 
 def full_run_id(store: Store, run_id: str) -> str:
-    store.flush()
-    found = store.run_ids_like(run_id)
-    if run_id in found:
-        return run_id
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise TargetError(f"no run {run_id!r} in {store.path}; see flownb history")
-    raise TargetError(f"{run_id!r} matches several runs: {', '.join(found[:5])}; give more of the id")
+    """The one run ``run_id`` names (a prefix will do); ``RunNotFound`` is the CLI's one line, exit 2."""
+    return store.resolve_run_id(run_id)

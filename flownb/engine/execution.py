@@ -309,6 +309,8 @@ class RunExecution:
         return args
 
     def new_log(self, step: str) -> StepLog:
+        if not self.log_listeners:  # nobody listens: the plain log (this is every step's path)
+            return StepLog(run_id=self.run_id, step=step)
         return new_log(self.run_id, step, [functools.partial(listener, self) for listener in self.log_listeners])
 
     def skip(self, name: str, reason: str) -> Outcome:

@@ -92,26 +92,32 @@ class Journal:
     ) -> None:  # fmt: skip
         """Record an attempt's end: what it printed and displayed, its error, its outputs."""
         self._open.pop((ctx.step, ctx.attempt), None)
-        log = ctx.log
-        out = err = None
-        shown: list[dict[str, Any]] | None = None
-        if log.written:
-            out = log.text("stdout") or None
-            err = log.text("stderr") or None
-            shown = log.displays or None
-        inputs = ctx.recorded_inputs
-        if inputs is None and error is not None and ctx.arguments is not None:
-            inputs = snapshot(ctx.arguments)  # what the failed attempt was given, to debug it with
-        payload = ev.step_finished(
-            attempt=ctx.attempt, kind=ctx.spec.kind, status=status, level=self.graph.levels.get(ctx.spec.name),
-            code_hash=ctx.spec.code_hash, started_at=started, duration_ms=round((self.clock.perf() - t0) * 1000, 3),
-            input_hash=input_hash, stdout=out, stderr=err, displays=shown, reason=reason or None,
-            inputs=inputs, **_error_fields(error), **ctx.metrics,
+        spec = ctx.spec
+        payload = ev.attempt_finished(
+            attempt=ctx.attempt, kind=spec.kind, status=status, level=self.graph.levels.get(spec.name),
+            code_hash=spec.code_hash, started_at=started, duration_ms=round((self.clock.perf() - t0) * 1000, 3),
+            input_hash=input_hash,
         )  # fmt: skip
+        # the optional fields only when there is something to say (this is every step's path)
+        log = ctx.log
+        if log.written:
+            ev.add_fields(payload, stdout=log.text("stdout") or None, stderr=log.text("stderr") or None,
+                          displays=log.displays or None)  # fmt: skip
+        inputs = ctx.recorded_inputs
+        if error is not None:
+            if inputs is None and ctx.arguments is not None:
+                inputs = snapshot(ctx.arguments)  # what the failed attempt was given, to debug it with
+            ev.add_fields(payload, **_error_fields(error))
+        if inputs is not None:
+            payload["inputs"] = inputs
+        if reason:
+            payload["reason"] = reason
+        if ctx.metrics:
+            ev.add_fields(payload, **ctx.metrics)
         # the outputs travel in the step_finished event: one row a step, not two
         if encoded is not None:
-            self._outputs(payload, ctx.step, encoded, own=ctx.step == ctx.spec.name, name=ctx.spec.name)
-        self.recorder.append(ev.EventName.STEP_FINISHED, ctx.step, dict(payload))
+            self._outputs(payload, ctx.step, encoded, own=ctx.step == spec.name, name=spec.name)
+        self.recorder.append(ev.EventName.STEP_FINISHED, ctx.step, payload)  # type: ignore[arg-type]
 
     def _outputs(self, payload: Any, step: str, encoded: Encodings, *, own: bool, name: str) -> None:
         if isinstance(encoded, list):

@@ -64,10 +64,16 @@ class Scheduler:
         status = self.ex.step_status
         done = {n for n, s in status.items() if s in STEP_DONE}
         self.waiting_on = {n: len(d - done) for n, d in self.graph.deps.items() if n not in done}
-        self.upstream = {n: {d: status[d] for d in self.graph.deps[n] if d in done} for n in self.waiting_on}
+        # what each step's upstream steps ended as, so far (only steps with dependencies: most have none)
+        deps = self.graph.deps
+        self.upstream = {n: {d: status[d] for d in deps[n] if d in done} for n in self.waiting_on if deps[n]}
         self.open = len(self.waiting_on)
         for name in sorted(n for n, c in self.waiting_on.items() if c == 0):
-            self._decide(name)
+            if name in self.upstream:
+                self._decide(name)
+            else:  # no dependencies, or none of them done: nothing for a trigger rule to judge
+                del self.waiting_on[name]
+                self.ready.append(name)
         if self.open == 0:
             return
         self.pump()
@@ -137,7 +143,7 @@ class Scheduler:
         if not gate:
             self.running -= 1
         ex.outputs[name] = value
-        ex.step_status[name] = StepStatus(status)
+        ex.step_status[name] = status if isinstance(status, StepStatus) else StepStatus(status)
         for listener in ex.output_listeners:
             listener(ex, name, value)
         if not self.graph.dependents.get(name):  # nobody waits for this commit: it may share a later one
@@ -178,12 +184,18 @@ class Scheduler:
             if child not in self.waiting_on or self.ex.step_status.get(child) != StepStatus.PENDING:
                 continue
             self.waiting_on[child] -= 1
-            self.upstream[child][name] = how
+            self.upstream.setdefault(child, {})[name] = how
             self._decide(child)
 
     def _decide(self, name: str) -> None:
         """Start, skip, or keep waiting, as the step's trigger rule says of its upstream steps."""
-        verdict = trigger_verdict(self.graph.specs[name].trigger_rule, self.upstream[name], self.waiting_on[name])
+        upstream = self.upstream.get(name)
+        waiting = self.waiting_on[name]
+        rule = self.graph.specs[name].trigger_rule
+        if not upstream or (rule == "all_succeeded" and all(how in STEP_SUCCESS for how in upstream.values())):
+            verdict = _WAIT if waiting else _RUN  # the common case, judged without sorting anything
+        else:
+            verdict = trigger_verdict(rule, upstream, waiting)
         if verdict == _WAIT:
             return
         del self.waiting_on[name]

@@ -5,11 +5,12 @@ Guarantees kept here:
 * **Group commit.** The writer thread commits everything queued in one
   transaction; the future ``submit`` returns is done once it is committed.
 * **Turns** (turns.py). The file is open only during this process's turn. A
-  process that owns no live run lets go of it right after each batch of work (a
-  query); one that runs flows keeps it while it works, lets go after
-  ``idle_release`` seconds of quiet, and after a quantum when another process
-  waits. A process that gets no turn within ``lock_timeout`` seconds raises
-  :class:`~flownb.errors.StoreLocked` naming the holder and what it is doing.
+  process that only queries lets go of it right after each query; one that writes
+  (runs flows) keeps it while it works and ``idle_release`` seconds after its last
+  write (so back-to-back runs do not close and checkpoint the file between them),
+  and lets go after a quantum when another process waits. A process that gets no
+  turn within ``lock_timeout`` seconds raises :class:`~flownb.errors.StoreLocked`
+  naming the holder and what it is doing.
 * **One owner** (lease.py, owned.py). A run's lease is written with its ``run_started``
   record and given back with its ``run_ended``, in the same transaction. Each
   time this process takes its turn it reads the leases of the runs it owns (no
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import queue
 import threading
@@ -112,7 +114,8 @@ class DuckDBStore(Store):
         #: held while the connection is in use: by the writer from taking work until it is
         #: done with it, or by a thread committing at once (``commit_now``)
         self._io = threading.Lock()
-        self._last_use = time.monotonic()
+        #: when this process last wrote (reads and chores do not count: see _keeps_the_file)
+        self._last_use = -math.inf
         #: set when an op someone waits for is queued: it ends a gathering pause
         self._wake = threading.Event()
         self._closed = False
@@ -313,10 +316,11 @@ class DuckDBStore(Store):
 
     def _let_go(self) -> bool:
         """Whether this turn with the file ends now (see the module docstring)."""
-        if not self._runs.owned and self._queue.empty():
-            return True  # this process runs no flow: it lets go right after each query
         if time.monotonic() - self._last_use >= self.idle_release:
-            return True  # no write for a while (reads and renewals do not count: see _keeps_the_file)
+            # no write for a while (reads and renewals do not count: see _keeps_the_file), so a
+            # process that only queries lets go right after each query; one whose run just
+            # ended keeps the file a moment longer, as its next run is often near
+            return True
         return self._file.turns.yield_due()
 
     def _gather(self, first: Any) -> list[Any]:

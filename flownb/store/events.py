@@ -157,10 +157,24 @@ def step_finished(
     """
     payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": status, "level": level,
                                "code_hash": code_hash}  # fmt: skip
+    return add_fields(payload, **fields) if fields else payload  # type: ignore[arg-type,return-value]
+
+
+def attempt_finished(
+    *, attempt: int, kind: str, status: StepStatus, level: int | None, code_hash: str, started_at: float,
+    duration_ms: float, input_hash: str,
+) -> StepFinishedPayload:
+    """An attempt's end, as every attempt records it (its optional fields: :func:`add_fields`)."""
+    return {"attempt": attempt, "kind": kind, "status": status, "level": level, "code_hash": code_hash,
+            "started_at": started_at, "duration_ms": duration_ms, "input_hash": input_hash}  # fmt: skip
+
+
+def add_fields(payload: StepFinishedPayload, **fields: Any) -> StepFinishedPayload:
+    """``fields`` added to a ``step_finished`` payload, leaving out the None ones."""
     for key, value in fields.items():
         if value is not None:
-            payload[key] = value
-    return payload  # type: ignore[return-value]
+            payload[key] = value  # type: ignore[literal-required]
+    return payload
 
 
 def step_retrying(*, attempt: int, delay_s: float, error: str) -> dict[str, Any]:

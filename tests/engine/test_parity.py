@@ -51,16 +51,15 @@ def _body(step: str, printed: str, value: Any, fails: bool) -> Callable[[], Any]
 @pytest.fixture
 def stepper_only() -> Iterator[Callable[[bool], None]]:
     """Switch the fast path off for the runs started while ``on(True)``."""
-    hooks = runtime().on_start
     state = {"on": False}
 
-    def off_if_asked(ex: Any) -> None:
+    def off_if_asked(run: flownb.Run) -> None:
         if state["on"]:
-            ex.scheduler.submits = False
+            run.execution.scheduler.submits = False
 
-    hooks.append(off_if_asked)
+    stop = runtime().watch_starts(off_if_asked)
     yield lambda on: state.__setitem__("on", on)
-    hooks.remove(off_if_asked)
+    stop()
 
 
 def records(run: flownb.Run) -> list[tuple[str | None, str, dict[str, Any]]]:

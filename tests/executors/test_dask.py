@@ -347,20 +347,17 @@ def test_a_large_input_is_sent_to_the_cluster_once_a_run(client: Any) -> None:
 
 
 def test_a_worker_print_reaches_the_log_before_its_task_ends(client: Any, tmp_path: Path) -> None:
-    from flownb.engine.runtime import runtime
 
     flag = tmp_path / "heard"
     heard: list[str] = []
 
-    def listen(ex: Any) -> None:
-        def on_log(_ex: Any, step: str, stream: str, text: Any) -> None:
+    class Listen(flownb.Observer):
+        def on_log(self, step: str, attempt: int, stream: str, text: Any) -> None:
             if stream == "stdout" and "halfway" in str(text):
                 heard.append(step)
                 flag.write_text("go")  # the step waits for this: it ends only if the print came live
 
-        ex.log_listeners.append(on_log)
-
-    runtime().on_start.append(listen)
+    stop = flownb.watch_runs(lambda run: run.observe(Listen(), replay=False) and None)
     try:
         flow = flownb.Flow("dask_live", db=":memory:", executor=client)
 
@@ -377,7 +374,7 @@ def test_a_worker_print_reaches_the_log_before_its_task_ends(client: Any, tmp_pa
 
         run = flow.run().wait(HANG_GUARD)
     finally:
-        runtime().on_start.remove(listen)
+        stop()
     assert run.status == "succeeded", run.error
     assert run.outputs["slow"] == "saw the flag"
     assert heard == ["slow"]

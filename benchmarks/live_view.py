@@ -96,27 +96,26 @@ def bench_overhead(repeat: int, db: str, n: int = 1000) -> None:
     flow = make_flow(n, "overhead", db)
     rt = runtime()
     painter = Painter()
-    tracker = Tracker(lambda ex, name, value: None)
+    tracker = Tracker(lambda run, name, value: None)
     views: list[LiveView] = []
 
     def once(with_view: bool) -> float:
         # as in a notebook: the session follows the run from its start (state only), and
         # `%flow run` makes the view once the run has started
-        if with_view:
-            rt.on_start.append(tracker.on_start)
+        stop = rt.watch_starts(tracker.on_start) if with_view else None
         try:
             t0 = time.perf_counter()
             run = flow.run()
             if with_view:
-                view = LiveView(tracker.states[run.id], run.execution.graph, lambda *a: None, painter=painter)
+                view = LiveView(tracker.states[run.id], run.graph, lambda *a: None, painter=painter)
                 tracker.subscribe(run.id, view.poke)
                 view.poke()
                 views.append(view)
             run.wait()
             elapsed = time.perf_counter() - t0
         finally:
-            if with_view:
-                rt.on_start.remove(tracker.on_start)
+            if stop is not None:
+                stop()
         assert run.status == "succeeded", run.error
         painter.settle(60)
         return elapsed
@@ -242,13 +241,13 @@ def _redraw_bytes(flow: flownb.Flow, sent: list[tuple[bool, int]]) -> tuple[list
     and not the final one), and the bytes of the final redraw (summary table and saved snapshot)."""
     rt = runtime()
     painter = Painter()
-    tracker = Tracker(lambda ex, name, value: None)
+    tracker = Tracker(lambda run, name, value: None)
     per_paint: list[tuple[int, int, bool]] = []
     final: list[int] = []
 
-    def follow(ex: Any) -> None:
-        tracker.on_start(ex)
-        view = LiveView(tracker.states[ex.run_id], ex.graph, lambda *a: None, painter=painter)
+    def follow(run: flownb.Run) -> None:
+        tracker.on_start(run)
+        view = LiveView(tracker.states[run.id], run.graph, lambda *a: None, painter=painter)
         view.picture._on_message(None, {"kind": "hello"}, None)  # what a browser showing it says first
         paint = view.paint
         seen: dict[str, Any] = dict(view.picture._current)
@@ -266,14 +265,14 @@ def _redraw_bytes(flow: flownb.Flow, sent: list[tuple[bool, int]]) -> tuple[list
                 per_paint.append((sum(b for _, b in mine), changed, any(pic for pic, _ in mine)))
 
         view.paint = measured  # type: ignore[method-assign]
-        tracker.subscribe(ex.run_id, view.poke)
+        tracker.subscribe(run.id, view.poke)
 
-    rt.on_start.append(follow)
+    stop = rt.watch_starts(follow)
     try:
         run = flow.run()
         run.wait()
     finally:
-        rt.on_start.remove(follow)
+        stop()
     painter.settle(60)
     assert run.status == "succeeded", run.error
     return [(b, c) for b, c, pic in per_paint if not pic and c], sum(final)

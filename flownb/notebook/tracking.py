@@ -1,9 +1,9 @@
 """Following runs: fold their events into states, feed views, publish outputs.
 
 Every top-level run this process starts is followed from its creation (the
-runtime's ``on_start`` hook runs before the run starts, so no event is
-missed); any other run, here or in another process, is followed by replaying
-its events from the store and then listening (here) or polling (elsewhere).
+session watches run starts, and observes each run before its first event, so
+none is missed); any other run is followed by replaying its events and then
+observing it (a run of this process) or polling the store (another process's).
 """
 
 from __future__ import annotations

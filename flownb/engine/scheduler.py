@@ -64,9 +64,14 @@ class Scheduler:
         status = self.ex.step_status
         done = {n for n, s in status.items() if s in STEP_DONE}
         self.waiting_on = {n: len(d - done) for n, d in self.graph.deps.items() if n not in done}
-        # what each step's upstream steps ended as, so far (only steps with dependencies: most have none)
+        # what each step's upstream steps ended as, so far: on a resume, the steps done before it
         deps = self.graph.deps
-        self.upstream = {n: {d: status[d] for d in deps[n] if d in done} for n in self.waiting_on if deps[n]}
+        self.upstream = {}
+        if done:
+            for n in self.waiting_on:
+                ended = {d: status[d] for d in deps[n] if d in done}
+                if ended:
+                    self.upstream[n] = ended
         self.open = len(self.waiting_on)
         for name in sorted(n for n, c in self.waiting_on.items() if c == 0):
             if name in self.upstream:
@@ -173,17 +178,27 @@ class Scheduler:
             self.stop()
             self._close(name)
             return
-        self._ended(name, StepStatus(self.ex.step_status[name]))
+        ended = self.ex.step_status[name]
+        self._ended(name, ended if isinstance(ended, StepStatus) else StepStatus(ended))
         self._close(name)
 
     # -- trigger rules ------------------------------------------------------------------------
 
     def _ended(self, name: str, how: StepStatus) -> None:
         """``name`` ended as ``how``: each dependent waiting for it learns it, and may be decided."""
+        succeeded = how in STEP_SUCCESS
+        specs, waiting_on, status = self.graph.specs, self.waiting_on, self.ex.step_status
         for child in self.graph.dependents.get(name, ()):
-            if child not in self.waiting_on or self.ex.step_status.get(child) != StepStatus.PENDING:
+            if child not in waiting_on or status.get(child) != StepStatus.PENDING:
                 continue
-            self.waiting_on[child] -= 1
+            waiting_on[child] -= 1
+            if succeeded and specs[child].trigger_rule == "all_succeeded":
+                # the common case: still waiting means nothing upstream failed (that would
+                # have skipped it already), so it runs once the last dependency succeeds
+                if not waiting_on[child]:
+                    del waiting_on[child]
+                    self.ready.append(child)
+                continue
             self.upstream.setdefault(child, {})[name] = how
             self._decide(child)
 

@@ -63,7 +63,8 @@ class Recorder:
         """Record an event (``emit`` with the payload as a dict, and optionally its time)."""
         if self.secrets:
             payload = self.secrets.scrub_payload(payload)
-        record = Event(self.run_id, self._seq, event, step, payload, self._now() if at is None else at)
+        # the name as a plain str: Arrow converts a StrEnum thirty times slower than a str
+        record = Event(self.run_id, self._seq, str(event), step, payload, self._now() if at is None else at)
         self._seq += 1
         if event == "step_started" and step is not None:
             self._starts[(step, payload.get("attempt", 0))] = record

@@ -57,6 +57,8 @@ GATHER_SECONDS = 0.02
 GATHER_EVENTS = 5000
 #: how often a holder that works for live runs looks whether another process waits for the file
 _WAITER_POLL = 0.05
+#: how long a worker waits for the writer's idle look to end before handing it the commit
+_IDLE_LOOK = 0.002
 #: how long closing waits for a turn to give back the leases of runs still owned here
 _CLOSE_WAIT = 5.0
 _STOP = object()
@@ -158,7 +160,9 @@ class DuckDBStore(Store):
         """Commit on the calling thread when the writer is idle with the file open and
         nothing queued (so nothing submitted earlier is overtaken); else ``None``.
         Also ``None`` when this process's turn is due to end: the writer then hands over."""
-        if self._file.con is None or not self._queue.empty() or not self._io.acquire(blocking=False):
+        # the writer holds _io only briefly when idle (its look, every _WAITER_POLL, whether
+        # another process waits): wait that out rather than hand the commit to it
+        if self._file.con is None or not self._queue.empty() or not self._io.acquire(timeout=_IDLE_LOOK):
             return None
         try:
             con = self._file.con

@@ -74,11 +74,7 @@ class Scheduler:
                     self.upstream[n] = ended
         self.open = len(self.waiting_on)
         for name in sorted(n for n, c in self.waiting_on.items() if c == 0):
-            if name in self.upstream:
-                self._decide(name)
-            else:  # no dependencies, or none of them done: nothing for a trigger rule to judge
-                del self.waiting_on[name]
-                self.ready.append(name)
+            self._decide(name)
         if self.open == 0:
             return
         self.pump()

@@ -137,12 +137,9 @@ class StoreFile:
         return error
 
     def note_size(self) -> None:
-        if self.con is None:
-            return
-        try:
-            self._size_seen = os.stat(self.path).st_size
-        except OSError:
-            self._size_seen = None
+        if self.con is not None:
+            size = _size(self.path)
+            self._size_seen = size if size >= 0 else None
 
     def _check_between_turns(self) -> None:
         """A file this process had, found smaller than its last holder left it: someone who takes

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from flownb.model.flow import Graph
 
 Encodings = list[tuple[str, Encoded]] | Encoded
+#: a plain str: an enum member's lookup costs about 60 ns, on every step's path
+STEP_FINISHED = str(ev.EventName.STEP_FINISHED)
 
 
 class Journal:
@@ -40,6 +42,7 @@ class Journal:
         self.recorder = recorder
         self.graph = graph
         self.clock = clock
+        self._time, self._perf = clock.time, clock.perf  # bound once: read twice on every step's path
         self._params_json = params_json
         #: step (or item) -> its latest attempt number
         self.attempts: dict[str, int] = dict(attempts or {})
@@ -77,13 +80,13 @@ class Journal:
 
     def started(self, ctx: StepContext, input_hash: str) -> float:
         """Record an attempt's start; returns when it started (seconds since the epoch)."""
-        self.attempts[ctx.step] = ctx.attempt
-        now = self.clock.time()
-        self._open[(ctx.step, ctx.attempt)] = (now, self.clock.perf())
-        payload = ev.step_started(
-            attempt=ctx.attempt, kind=ctx.spec.kind, level=self.graph.levels.get(ctx.spec.name), input_hash=input_hash
-        )
-        self.recorder.append(ev.EventName.STEP_STARTED, ctx.step, payload, at=now)
+        step, attempt, spec = ctx.step, ctx.attempt, ctx.spec
+        self.attempts[step] = attempt
+        now = self._time()
+        self._open[(step, attempt)] = (now, self._perf())
+        payload = ev.step_started(attempt=attempt, kind=spec.kind, level=self.graph.levels.get(spec.name),
+                                  input_hash=input_hash)  # fmt: skip
+        self.recorder.start(step, payload, now)
         return now
 
     def finished(
@@ -91,11 +94,11 @@ class Journal:
         error: BaseException | None = None, encoded: Encodings | None = None, reason: str | None = None,
     ) -> None:  # fmt: skip
         """Record an attempt's end: what it printed and displayed, its error, its outputs."""
-        self._open.pop((ctx.step, ctx.attempt), None)
-        spec = ctx.spec
+        step, spec = ctx.step, ctx.spec
+        self._open.pop((step, ctx.attempt), None)
         payload = ev.attempt_finished(
             attempt=ctx.attempt, kind=spec.kind, status=status, level=self.graph.levels.get(spec.name),
-            code_hash=spec.code_hash, started_at=started, duration_ms=round((self.clock.perf() - t0) * 1000, 3),
+            code_hash=spec.code_hash, started_at=started, duration_ms=round((self._perf() - t0) * 1000, 3),
             input_hash=input_hash,
         )  # fmt: skip
         # the optional fields only when there is something to say (this is every step's path)
@@ -116,8 +119,8 @@ class Journal:
             ev.add_fields(payload, **ctx.metrics)
         # the outputs travel in the step_finished event: one row a step, not two
         if encoded is not None:
-            self._outputs(payload, ctx.step, encoded, own=ctx.step == spec.name, name=spec.name)
-        self.recorder.append(ev.EventName.STEP_FINISHED, ctx.step, payload)  # type: ignore[arg-type]
+            self._outputs(payload, step, encoded, own=step == spec.name, name=spec.name)
+        self.recorder.append(STEP_FINISHED, step, payload)  # type: ignore[arg-type]
 
     def _outputs(self, payload: Any, step: str, encoded: Encodings, *, own: bool, name: str) -> None:
         if isinstance(encoded, list):

@@ -20,11 +20,14 @@ from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.context import Secrets
 from flownb.store.base import Event, Store, StoredValue
 from flownb.store.codecs import Encoded
+from flownb.store.events import EventName
 
 if TYPE_CHECKING:
     from flownb.executors.loop import EngineLoop
 
 Listener = Callable[[Event], None]
+# plain str, not the vocabulary's StrEnum members: compared and stored on every step's path
+STEP_STARTED, STEP_FINISHED = str(EventName.STEP_STARTED), str(EventName.STEP_FINISHED)
 LAZY_FLUSH = 0.05
 #: how long a commit nobody waits for is held for others to join it
 GATHER = 0.005
@@ -42,8 +45,8 @@ class Recorder:
         self.run_id = run_id
         self._seq = next_seq
         self._events: list[Event] = []
-        #: (step, attempt) -> the start of an attempt, not yet submitted
-        self._starts: dict[tuple[str, int], Event] = {}
+        #: (step, attempt) -> the start of an attempt, not yet submitted: (step, seq, payload, at)
+        self._starts: dict[tuple[str, int], tuple[str, int, dict[str, Any], float]] = {}
         self._with_starts = False
         self._values: list[StoredValue] = []
         self._future: Future[None] | None = None
@@ -56,33 +59,51 @@ class Recorder:
         #: values scrubbed from every payload before it is recorded or heard (see Secrets)
         self.secrets = Secrets.from_environment()
 
-    def emit(self, event: str, step: str | None = None, **payload: Any) -> Event:
-        return self.append(event, step, payload)
+    def emit(self, event: str, step: str | None = None, **payload: Any) -> None:
+        self.append(event, step, payload)
 
-    def append(self, event: str, step: str | None, payload: dict[str, Any], at: float | None = None) -> Event:
+    def append(self, event: str, step: str | None, payload: dict[str, Any], at: float | None = None) -> None:
         """Record an event (``emit`` with the payload as a dict, and optionally its time)."""
+        if event == STEP_STARTED and step is not None:
+            self.start(step, payload, self._now() if at is None else at)
+            return
         if self.secrets:
             payload = self.secrets.scrub_payload(payload)
         # the name as a plain str: Arrow converts a StrEnum thirty times slower than a str
-        record = Event(self.run_id, self._seq, str(event), step, payload, self._now() if at is None else at)
+        record = Event(self.run_id, self._seq, event if type(event) is str else str(event), step, payload,
+                       self._now() if at is None else at)  # fmt: skip
         self._seq += 1
-        if event == "step_started" and step is not None:
-            self._starts[(step, payload.get("attempt", 0))] = record
-            if not self._lazy:
-                self._lazy = True
-                self.loop.later(LAZY_FLUSH, self._flush_starts)
-        else:
-            if self._starts and event == "step_finished":
-                # the end record says when it started
-                self._starts.pop((step or "", payload.get("attempt", 0)), None)
-            self._events.append(record)
+        if self._starts and event == STEP_FINISHED:
+            # the end record says when it started
+            self._starts.pop((step or "", payload.get("attempt", 0)), None)
+        self._events.append(record)
         if self.listeners:
-            for listener in self.listeners:
-                try:
-                    listener(record)
-                except Exception:  # a broken view must never break the run; the log says what broke
-                    logging.getLogger("flownb").exception("flownb: a listener of run %s failed", self.run_id)
-        return record
+            self._tell(record)
+
+    def start(self, step: str, payload: dict[str, Any], at: float) -> None:
+        """Record an attempt's start: held until it is due (see the module docstring), and
+        made an event only then, or at once for listeners; most attempts end first."""
+        held = (step, self._seq, payload, at)
+        self._seq += 1
+        self._starts[(step, payload.get("attempt", 0))] = held
+        if not self._lazy:
+            self._lazy = True
+            self.loop.later(LAZY_FLUSH, self._flush_starts)
+        if self.listeners:
+            self._tell(self._started(held))
+
+    def _started(self, held: tuple[str, int, dict[str, Any], float]) -> Event:
+        step, seq, payload, at = held
+        if self.secrets:
+            payload = self.secrets.scrub_payload(payload)
+        return Event(self.run_id, seq, STEP_STARTED, step, payload, at)
+
+    def _tell(self, record: Event) -> None:
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:  # a broken view must never break the run; the log says what broke
+                logging.getLogger("flownb").exception("flownb: a listener of run %s failed", self.run_id)
 
     def output(self, step: str, name: str, encoded: Encoded) -> dict[str, Any]:
         """An output's record for its ``step_finished`` event; its value is kept
@@ -135,7 +156,7 @@ class Recorder:
         urgent, self._urgent = self._urgent, False
         events, self._events = self._events, []
         if self._with_starts and self._starts:
-            events.extend(self._starts.values())
+            events.extend(self._started(held) for held in self._starts.values())
             self._starts = {}
             self._lazy = False
         self._with_starts = False

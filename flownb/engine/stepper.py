@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Outcome:
-    status: str  # a StepStatus: succeeded, cached, failed, skipped, cancelled
+    status: StepStatus  # succeeded, cached, failed, skipped, cancelled
     value: Any = None
     error: BaseException | None = None
     reason: str | None = None

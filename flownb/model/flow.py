@@ -50,6 +50,16 @@ class Graph:
             self.levels = dag.levels(self.deps, self.dependents)
         self.hash = digest(*(f"{n}:{s.code_hash}" for n, s in sorted(specs.items())))
         self._shape: dict[str, dict[str, Any]] | None = None
+        self._fresh: tuple[tuple[str, ...], dict[str, int]] | None = None
+
+    def fresh_start(self) -> tuple[tuple[str, ...], dict[str, int]]:
+        """How a run with nothing done yet begins: the steps without dependencies (sorted,
+        the order they start in) and how many dependencies each other step waits for.
+        Worked out once per graph: a flow run again and again schedules from this copy."""
+        if self._fresh is None:
+            roots = tuple(sorted(n for n, d in self.deps.items() if not d))
+            self._fresh = (roots, {n: len(d) for n, d in self.deps.items() if d})
+        return self._fresh
 
     def shape(self) -> dict[str, dict[str, Any]]:
         """Each step's kind and dependencies, as a run records them when it starts."""

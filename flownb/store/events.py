@@ -136,10 +136,13 @@ def run_ended(status: RunStatus, *, error: str | None, duration_ms: float) -> di
     return {"status": status, "error": error, "duration_ms": duration_ms}
 
 
+_RUNNING = StepStatus.RUNNING  # bound once: every step's start reads it, and enum lookups are slow on 3.11
+
+
 def step_started(
     *, attempt: int, kind: str, level: int | None, input_hash: str | None = None, items: int | None = None
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": StepStatus.RUNNING, "level": level}
+    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": _RUNNING, "level": level}
     if input_hash is not None:
         payload["input_hash"] = input_hash
     if items is not None:

@@ -128,7 +128,7 @@ class RunState:
         self.status = run.status
         self.error = run.error
         self.duration_ms = run.duration_ms
-        if e.event == EventName.RUN_STARTED:
+        if e.event == _RUN_STARTED:
             self.params = dict(run.params or {}) if isinstance(run.params, dict) else {}
         if e.step is None:
             return
@@ -155,18 +155,18 @@ class RunState:
         base = self.run.steps[e.step.split("[", 1)[0]]
         view.items_done, view.items = base.items_done, base.items
         if item is not None:  # a foreach item: its output and failure show in the step's panel
-            if e.event == EventName.STEP_FINISHED:
+            if e.event == _STEP_FINISHED:
                 self._late_log(view, f"{e.step}#{attempt}", p, prefix=f"{e.step}: ")
-                if p.get("status") == StepStatus.FAILED:
+                if p.get("status") == _FAILED:
                     view.error = p.get("error")
             return
         view.status, view.attempts, view.duration_ms = base.status, base.attempts, base.duration_ms
-        view.started = _when(base.started_at) if e.event == EventName.STEP_STARTED else view.started
-        if e.event == EventName.STEP_RETRYING:
+        view.started = _when(base.started_at) if e.event == _STEP_STARTED else view.started
+        if e.event == _STEP_RETRYING:
             view.error = base.error
-        elif e.event == EventName.STEP_FINISHED:
+        elif e.event == _STEP_FINISHED:
             view.reason = base.reason
-            if base.status == StepStatus.FAILED:
+            if base.status == _FAILED:
                 view.error, view.error_type, view.traceback = base.error, base.error_type, base.traceback
             self._late_log(view, f"{e.step}#{attempt}", p)
 
@@ -242,6 +242,9 @@ class RunState:
             return out
 
 
+# read on every event: bound once (looking a member up through its enum class is slow on 3.11)
+_RUN_STARTED, _STEP_STARTED, _STEP_FINISHED = EventName.RUN_STARTED, EventName.STEP_STARTED, EventName.STEP_FINISHED
+_STEP_RETRYING, _FAILED = EventName.STEP_RETRYING, StepStatus.FAILED
 _GATE_EVENTS = frozenset({EventName.APPROVAL_REQUESTED, EventName.APPROVAL_DECIDED, EventName.STEP_WAITING})
 
 

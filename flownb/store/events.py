@@ -75,6 +75,36 @@ class EventName(StrEnum):
     APPROVAL_DECIDED = "approval_decided"
 
 
+# The builders and the fold read enum members on every event. On Python 3.11 a member looked up through its enum
+# class costs four times a plain attribute (EnumType's __getattr__ takes the class off the fast
+# path), and calling the class to convert a value costs more: the members it reads are bound
+# once, and values convert through dicts.
+_EV_APPROVAL_DECIDED = EventName.APPROVAL_DECIDED
+_EV_APPROVAL_REQUESTED = EventName.APPROVAL_REQUESTED
+_EV_RUN_ENDED = EventName.RUN_ENDED
+_EV_RUN_STARTED = EventName.RUN_STARTED
+_EV_RUN_STATUS = EventName.RUN_STATUS
+_EV_STEP_FINISHED = EventName.STEP_FINISHED
+_EV_STEP_RETRYING = EventName.STEP_RETRYING
+_EV_STEP_STARTED = EventName.STEP_STARTED
+_EV_STEP_WAITING = EventName.STEP_WAITING
+_ST_FAILED = StepStatus.FAILED
+_ST_RETRYING = StepStatus.RETRYING
+_ST_RUNNING = StepStatus.RUNNING
+_ST_WAITING = StepStatus.WAITING
+_RS_PENDING = RunStatus.PENDING
+_STEP_STATUSES: dict[str, StepStatus] = {m.value: m for m in StepStatus}
+_RUN_STATUSES: dict[str, RunStatus] = {m.value: m for m in RunStatus}
+
+
+def _step_status(value: Any) -> StepStatus:
+    return _STEP_STATUSES.get(value) or StepStatus(value)  # an unknown value raises, as before
+
+
+def _run_status(value: Any) -> RunStatus:
+    return _RUN_STATUSES.get(value) or RunStatus(value)
+
+
 # -- payloads ---------------------------------------------------------------------------------
 
 
@@ -136,13 +166,10 @@ def run_ended(status: RunStatus, *, error: str | None, duration_ms: float) -> di
     return {"status": status, "error": error, "duration_ms": duration_ms}
 
 
-_RUNNING = StepStatus.RUNNING  # bound once: every step's start reads it, and enum lookups are slow on 3.11
-
-
 def step_started(
     *, attempt: int, kind: str, level: int | None, input_hash: str | None = None, items: int | None = None
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": _RUNNING, "level": level}
+    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": _ST_RUNNING, "level": level}
     if input_hash is not None:
         payload["input_hash"] = input_hash
     if items is not None:
@@ -298,29 +325,29 @@ class RunFold:
         self.run_id = self.run_id or e.run_id
         p = e.payload
         name = e.event
-        if name == EventName.RUN_STARTED:
+        if name == _EV_RUN_STARTED:
             self.started = dict(p)
             self.flow = p.get("flow", self.flow)
             self.params = p.get("params")
             self.parent_run_id = p.get("parent_run_id")
             self.started_at = e.at
-            self.status = RunStatus(p.get("status", RunStatus.PENDING))
+            self.status = _run_status(p.get("status", _RS_PENDING))
             for step, shape in (p.get("steps") or {}).items():
                 self.step(step).kind = shape.get("kind") if isinstance(shape, Mapping) else None
-        elif name in (EventName.RUN_STATUS, EventName.RUN_ENDED):
-            self.status = RunStatus(p.get("status", self.status))
+        elif name in (_EV_RUN_STATUS, _EV_RUN_ENDED):
+            self.status = _run_status(p.get("status", self.status))
             self.resumed += bool(p.get("resumed"))
-            if name == EventName.RUN_ENDED:
+            if name == _EV_RUN_ENDED:
                 self.error = p.get("error")
                 self.duration_ms = p.get("duration_ms")
                 self.ended_at = e.at
             elif self.status in RUN_ACTIVE:
                 self.ended_at = None
-        elif name == EventName.APPROVAL_REQUESTED and e.step:
+        elif name == _EV_APPROVAL_REQUESTED and e.step:
             gate = self._gate(e.step)
             gate.message = p.get("message") or gate.message
             gate.requested_at = gate.requested_at or e.at
-        elif name == EventName.APPROVAL_DECIDED and e.step:
+        elif name == _EV_APPROVAL_DECIDED and e.step:
             self.decide(e.step, p.get("decision"), p.get("decided_by"), p.get("comment"), p.get("via"), e.at)
         elif e.step and name in _STEP_EVENTS:
             self._step_event(e)
@@ -352,27 +379,27 @@ class RunFold:
         s.kind = p.get("kind", s.kind)
         if "level" in p:
             s.level = p["level"]
-        if e.event == EventName.STEP_STARTED:
+        if e.event == _EV_STEP_STARTED:
             s.items = p.get("items", s.items)
             if s.finished is not None and int(s.finished.get("attempt") or 0) >= attempt:
                 return  # a late start of an attempt whose end is folded already
-            s.status = StepStatus.RUNNING
+            s.status = _ST_RUNNING
             s.started_at = e.at
-        elif e.event == EventName.STEP_RETRYING:
-            s.status = StepStatus.RETRYING
+        elif e.event == _EV_STEP_RETRYING:
+            s.status = _ST_RETRYING
             s.error = p.get("error")
-        elif e.event == EventName.STEP_WAITING:
-            s.status = StepStatus.WAITING
+        elif e.event == _EV_STEP_WAITING:
+            s.status = _ST_WAITING
             gate = self._gate(e.step)
             gate.message = p.get("message") or gate.message
             gate.requested_at = gate.requested_at or e.at
-        elif e.event == EventName.STEP_FINISHED:
+        elif e.event == _EV_STEP_FINISHED:
             s.status = StepStatus(p.get("status", s.status))
             s.started_at = p.get("started_at", s.started_at)
             s.duration_ms = p.get("duration_ms", s.duration_ms)
             s.reason = p.get("reason")
             s.finished = p
-            if s.status == StepStatus.FAILED:
+            if s.status == _ST_FAILED:
                 s.error, s.error_type, s.traceback = p.get("error"), p.get("error_type"), p.get("traceback")
             for output in p.get("outputs") or ():
                 s.outputs[output["name"]] = output

@@ -25,7 +25,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,8 @@ class Session:
         self.tracker = Tracker(self._publish)
         self._catching_up: set[str] = set()  # runs whose end publishes the latest versions reached
         self._auto_approve: list[str] = []
+        #: stops following the runs this process starts (set while attached)
+        self._stop_watching: Callable[[], None] | None = None
         rt = runtime()
         if rt.notebook is None:
             rt.notebook = notebook_path(shell)
@@ -97,7 +99,7 @@ class Session:
         self._sessions[id(self.shell)] = self
 
     def detach(self) -> None:
-        stop = getattr(self, "_stop_watching", None)
+        stop, self._stop_watching = self._stop_watching, None
         if stop is not None:
             stop()
         self._sessions.pop(id(self.shell), None)

@@ -63,6 +63,11 @@ class Painter:
                 self._thread.start()
             self._cond.notify()
 
+    def pace(self, view: Paintable, started: float, ended: float) -> None:
+        """Set when ``view`` may be redrawn next, after a redraw from ``started`` to ``ended``
+        (``time.monotonic()``): the painter's own, or one its view drew itself (its first)."""
+        view.next_paint = ended + min(self.max_interval, max(self.min_interval, COST_FACTOR * (ended - started)))
+
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until no redraw is pending (tests and the benchmark)."""
         deadline = time.monotonic() + timeout
@@ -95,10 +100,8 @@ class Painter:
                     view.paint()
                 except Exception:  # a broken view must never stop the others
                     log.exception("flownb: a live view could not be redrawn")
-                end = time.monotonic()
-                wait = min(self.max_interval, max(self.min_interval, COST_FACTOR * (end - t0)))
                 if view.next_paint == _PAINTING:  # else an urgent poke came meanwhile: it keeps its "now"
-                    view.next_paint = end + wait
+                    self.pace(view, t0, time.monotonic())
                 self.paints += 1
             with self._cond:
                 self._busy = False

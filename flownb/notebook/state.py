@@ -9,7 +9,8 @@ happens on the engine's thread; drawing happens elsewhere, from a snapshot.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from flownb.store.base import Event
 from flownb.store.events import RUN_FINISHED, ApprovalFold, EventName, RunFold, StepStatus
 
 MAX_PANEL_CHARS = 200_000  # a chatty step must not flood the browser
+MAX_TOUCHED = 100_000  # names of changed steps kept for the views' next frames (a chatty step adds one a line)
 
 
 @dataclass
@@ -31,12 +33,26 @@ class StepView:
     traceback: str | None = None
     """The failed attempt's traceback as recorded (text); the view shows it as Jupyter shows errors."""
     reason: str | None = None
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    """What the step printed and displayed, in order, as Jupyter outputs (stream, display_data)."""
+    outputs: list[dict[str, Any]] | tuple[()] = ()
+    """What the step printed and displayed, in order, as Jupyter outputs (stream, display_data);
+    a list from the first (most steps of a big flow show nothing, and a finished view keeps them)."""
     log_chars: int = 0
-    live_attempts: set[str] = field(default_factory=set)  # attempts whose output arrived live
+    live_attempts: set[str] | None = None
+    """Attempts whose output arrived live (their recorded copy is not shown again); made on
+    the first (a finished view keeps a thousand of these, most of them never used)."""
     items_done: int = 0
     items: int | None = None
+
+    def shown(self) -> list[dict[str, Any]]:
+        """``outputs``, to add to."""
+        if not isinstance(self.outputs, list):
+            self.outputs = []
+        return self.outputs
+
+    def heard_live(self, attempt_key: str) -> None:
+        if self.live_attempts is None:
+            self.live_attempts = set()
+        self.live_attempts.add(attempt_key)
 
 
 @dataclass
@@ -70,31 +86,41 @@ class RunState:
         #: the run as its events say it is; the views above are what the widgets show of it
         self.run = RunFold.of((), steps)
         self.version = 0  # bumped by every change; the view redraws when it moved
+        #: the step views changed, in order, one name per change: a frame redoes only the steps
+        #: named since the last one it drew (any number of views read it, each from its own place)
+        self.touched: list[str] = []
+        self.touched_epoch = 0  # moves when ``touched`` starts again (it is kept short): redo every step
         #: a ``run_ended`` event arrived (queued or folded): the view draws its final frame at once
         self.ending = False
-        self._pending: list[Event] = []
+        #: live events not folded yet: appended by the engine's thread, taken by whoever folds
+        #: (a deque's append and popleft are atomic: no lock, and no event lost between them)
+        self._pending: deque[Event] = deque()
 
     # -- folding --------------------------------------------------------------
 
-    def push(self, e: Event) -> None:
-        """Queue a live event (the engine's thread): folded when someone looks.
+    def push(self, e: Event) -> bool:
+        """Queue a live event (the engine's thread): folded when someone looks. True when
+        the views need telling: the first event since the last fold, and the run's end.
 
         The engine emits several events a step; folding them one by one on its
         thread cost a run about a tenth of its time. A list append does not.
         """
-        self._pending.append(e)
+        pending = self._pending
+        pending.append(e)
         self.version += 1
         if e.event == "run_ended":
             self.ending = True
+            return True
+        return len(pending) == 1
 
     def fold(self) -> None:
         """Apply the queued live events, in order."""
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return
         with self.lock:
-            pending, self._pending = self._pending, []
-            for e in pending:
-                self._apply(e)
+            for _ in range(len(pending)):  # those queued now: a busy run never keeps a frame waiting
+                self._apply(pending.popleft())
 
     def apply(self, e: Event) -> None:
         self.fold()
@@ -111,13 +137,17 @@ class RunState:
         return self.run.last_seq
 
     def _step(self, name: str | None) -> tuple[StepView | None, str | None]:
-        """The view of a step; a foreach item ``x[3]`` reports to ``x``."""
+        """The view of a step about to change (named in ``touched``); a foreach item ``x[3]``
+        reports to ``x``."""
         if name is None:
             return None, None
         base = name.split("[", 1)[0]
         view = self.steps.get(base)
         if view is None:
             view = self.steps[base] = StepView()
+        if len(self.touched) >= MAX_TOUCHED:
+            self.touched, self.touched_epoch = [], self.touched_epoch + 1
+        self.touched.append(base)  # everything that changes a step view comes through here
         return view, (name[len(base) :] or None)
 
     def _apply(self, e: Event) -> None:
@@ -172,13 +202,13 @@ class RunState:
 
     def _late_log(self, view: StepView, key: str, p: dict[str, Any], prefix: str = "") -> None:
         """Recorded output of an attempt whose output did not arrive live (replay, late watch)."""
-        if key in view.live_attempts:
+        if view.live_attempts is not None and key in view.live_attempts:
             return
         for stream in ("stdout", "stderr"):
             if p.get(stream):
                 self._append(view, stream, prefix + p[stream] if prefix else p[stream])
         for bundle in p.get("displays") or ():
-            view.outputs.append(bundle)
+            view.shown().append(bundle)
 
     def log(self, step: str, stream: str, text: str, attempt: int) -> None:
         """Live output of a step (from worker threads or the engine loop)."""
@@ -186,7 +216,7 @@ class RunState:
             view, _ = self._step(step)
             if view is None:
                 return
-            view.live_attempts.add(f"{step}#{attempt}")
+            view.heard_live(f"{step}#{attempt}")
             self._append(view, stream, text)
             self.version += 1
 
@@ -195,8 +225,8 @@ class RunState:
         with self.lock:
             view, _ = self._step(step)
             if view is not None:
-                view.live_attempts.add(f"{step}#{attempt}")
-                view.outputs.append(bundle)
+                view.heard_live(f"{step}#{attempt}")
+                view.shown().append(bundle)
                 self.version += 1
 
     def card_error(self, step: str, message: str) -> None:
@@ -212,9 +242,9 @@ class RunState:
         view.log_chars += len(text)
         last = view.outputs[-1] if view.outputs else None
         if last is not None and last.get("output_type") == "stream" and last.get("name") == stream:
-            view.outputs[-1] = {**last, "text": last["text"] + text}
+            view.shown()[-1] = {**last, "text": last["text"] + text}
         else:
-            view.outputs.append({"output_type": "stream", "name": stream, "text": text})
+            view.shown().append({"output_type": "stream", "name": stream, "text": text})
 
     # -- reading --------------------------------------------------------------
 

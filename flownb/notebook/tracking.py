@@ -55,8 +55,8 @@ class Tracker:
                 self.pokes.pop(run_id, None)
 
     def event_of(self, state: RunState, e: Event) -> None:
-        state.push(e)
-        self.poke(state.run_id)
+        if state.push(e):  # else a redraw that folds this one too is due already
+            self.poke(state.run_id)
 
     def log_of(self, state: RunState, step: str, attempt: int, stream: str, text: Any) -> None:
         if stream == "display":

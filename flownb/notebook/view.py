@@ -15,6 +15,7 @@ or ask for a panel. Guarantees:
 
 from __future__ import annotations
 
+import copy
 import html
 import threading
 import time
@@ -28,6 +29,7 @@ from flownb.notebook.assets import VIEW_CSS
 from flownb.notebook.cards import CardWidget, Decide
 from flownb.notebook.graph_widget import GraphWidget, NodeState
 from flownb.notebook.painter import PAINTER, Painter
+from flownb.notebook.state import StepView
 from flownb.notebook.tracebacks import error_output
 from flownb.render import (
     StepDetail,
@@ -42,7 +44,7 @@ from flownb.render import (
 
 if TYPE_CHECKING:
     from flownb.model.flow import Graph
-    from flownb.notebook.state import RunState, StepView
+    from flownb.notebook.state import RunState
 
 _FINISHED = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 _DONE = ("succeeded", "cached", "skipped", "failed", "cancelled")
@@ -98,12 +100,21 @@ class LiveView:
         self._select: str | None = None
         self._layout_asked = False
         self._nodes: dict[str, tuple[tuple[Any, ...], NodeState]] = {}
+        #: what the last frame showed of each step, and where it stopped reading the state's changes
+        self._snaps: dict[str, _Snap] = {}
+        self._node_states: dict[str, NodeState] = {}
+        self._touched_at = 0
+        self._touched_epoch = -1
         self._opened_failure = False
         self._final = False
         self._static: str | None = None
         self._rows: list[SummaryRow] = []
         self._heading = ""
-        self.paint()  # the first frame: the output shows the run's state from its first moment
+        # the first frame: the output shows the run's state from its first moment; the next
+        # comes at the painter's next slot, as after any redraw (a poke now adds nothing to it)
+        started = time.monotonic()
+        self.paint()
+        self.painter.pace(self, started, time.monotonic())
 
     # -- what the engine, the steps and the browser call ----------------------------------------
 
@@ -129,9 +140,12 @@ class LiveView:
         s = self.state
         poked, self._poked = self._poked, None
         s.fold()
-        # one snapshot for the whole frame: header, graph, panels and summary agree
+        # one snapshot for the whole frame: header, graph, panels and summary agree; only the
+        # steps changed since the last frame are copied again (a frame of 1,000 steps where ten
+        # moved copies ten)
         with s.lock:
-            steps = {n: _Snap.of(v) for n, v in s.steps.items()}
+            fresh = self._refresh_snaps(s)
+            steps = self._snaps
             status, error, duration = s.status, s.error, s.duration_ms
             started = s.run.started_at
             cards = list(s.cards.values())
@@ -139,9 +153,10 @@ class LiveView:
         finished = status in _FINISHED
         if finished:  # steps that never started did not run: say so, not "pending"
             ended = "cancelled" if status in ("failed", "cancelled") else "pending"
-            for snap in steps.values():
+            for name, snap in steps.items():
                 if snap.status in ("pending", "running", "retrying", "waiting"):
-                    snap.status = ended
+                    steps[name] = snap.ended_as(ended)  # a copy: untouched steps share theirs
+                    fresh.add(name)
         done = sum(1 for n in self.graph.deps if n in steps and steps[n].status in _DONE)
         counts: dict[str, int] = {}
         for snap in steps.values():
@@ -156,7 +171,7 @@ class LiveView:
         if self.progress.bar_style != bar:
             self.progress.bar_style = bar
         elapsed = duration if duration is not None else ((time.time() - started) * 1000 if started else 0.0)
-        self._paint_graph(steps, elapsed, finished)
+        self._paint_graph(steps, fresh, elapsed, finished)
         self._paint_cards(cards)
         self._paint_panels(logs, steps)
         now = time.monotonic()
@@ -172,9 +187,38 @@ class LiveView:
                 self._on_finished(self)
         else:
             self.frames.append(Frame(now, poked or now, time.time(), status, done, False))
+        if finished:
+            self._forget_frames()
 
-    def _paint_graph(self, steps: dict[str, _Snap], elapsed_ms: float, finished: bool) -> None:
-        nodes = {n: self._node(n, snap) for n, snap in steps.items() if n in self.graph.specs}
+    def _forget_frames(self) -> None:
+        """Let go of what the live frames kept of each step: a finished view may stay in the
+        notebook for the whole session, and a later frame (a click) copies the steps again."""
+        self._snaps, self._node_states, self._nodes = {}, {}, {}
+
+    def _refresh_snaps(self, s: RunState) -> set[str]:
+        """Copy the steps changed since the last frame (the caller holds the state's lock);
+        their names."""
+        if s.touched_epoch != self._touched_epoch or not self._snaps:
+            self._touched_epoch, self._touched_at = s.touched_epoch, len(s.touched)
+            # a step no event has reached yet (every change is in ``touched`` while its epoch is 0)
+            # shares one copy: the first frame of a big run copies the few steps that began
+            moved = set(s.touched) if s.touched_epoch == 0 else None
+            self._snaps = {
+                n: _Snap.of(v) if moved is None or n in moved else _UNTOUCHED for n, v in s.steps.items()
+            }
+            return set(self._snaps)
+        fresh = set(s.touched[self._touched_at :])
+        self._touched_at = len(s.touched)
+        for name in fresh:
+            self._snaps[name] = _Snap.of(s.steps[name])
+        return fresh
+
+    def _paint_graph(self, steps: dict[str, _Snap], fresh: set[str], elapsed_ms: float, finished: bool) -> None:
+        specs, nodes = self.graph.specs, self._node_states
+        for name in fresh:
+            if name in specs:
+                snap = steps[name]
+                nodes[name] = _UNTOUCHED_NODE if snap is _UNTOUCHED else self._node(name, snap)
         if not self.picture.svg:
             layout = cached_layout(self.graph)
             if layout is None and not self._layout_asked:
@@ -311,6 +355,17 @@ class _Snap:
 
     def detail(self) -> StepDetail:
         return StepDetail(self.status, self.duration_ms, self.attempts, self.items_done, self.items)
+
+    def ended_as(self, status: str) -> _Snap:
+        """A copy of this step with another status (a run that ended before the step did)."""
+        twin = copy.copy(self)
+        twin.status = status
+        return twin
+
+
+#: the copy every step shares until an event reaches it, and its node
+_UNTOUCHED = _Snap(StepView())
+_UNTOUCHED_NODE: NodeState = (_UNTOUCHED.status, detail_text(_UNTOUCHED.detail()), "")
 
 
 def _note(text: str) -> dict[str, Any]:

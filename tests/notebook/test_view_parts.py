@@ -160,3 +160,85 @@ def test_an_error_without_a_recorded_traceback_is_still_one_error_output() -> No
     out = error_output(None, "StepTimeout", "step 'slow' timed out after 1s")
     assert out["output_type"] == "error" and out["ename"] == "StepTimeout"
     assert "timed out" in "".join(out["traceback"])  # type: ignore[arg-type]
+
+
+# -- frames redo only the steps that changed -------------------------------------------------------
+
+
+def _view_of_three_steps() -> tuple[Any, Any]:
+    import flownb
+    from flownb.notebook.painter import Painter
+    from flownb.notebook.state import RunState
+    from flownb.notebook.view import LiveView
+
+    flow = flownb.Flow("frames", db=":memory:")
+    for name in ("a", "b", "c"):
+        flow.step(lambda: None, name=name)
+    state = RunState("r1", "frames", ["a", "b", "c"])
+    view = LiveView(state, flow.plan().graph, lambda *a: None, painter=Painter())
+    return state, view
+
+
+def _event(seq: int, name: str, step: str | None = None, **payload: Any) -> Any:
+    from flownb.store.base import Event
+
+    return Event("r1", seq, name, step, payload, at=1_700_000_000.0 + seq)
+
+
+def _started(seq: int, step: str) -> Any:
+    return _event(seq, "step_started", step, attempt=1, kind="python", status="running")
+
+
+def _copies(state: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The steps each frame copies from ``state``, in order."""
+    from flownb.notebook import view as view_module
+
+    copied: list[str] = []
+    real = view_module._Snap.of
+    names = {id(v): n for n, v in state.steps.items()}
+
+    def counted(v: Any) -> Any:
+        copied.append(names[id(v)])
+        return real(v)
+
+    monkeypatch.setattr(view_module._Snap, "of", staticmethod(counted))
+    return copied
+
+
+def test_a_frame_copies_only_the_steps_changed_since_the_last_and_the_final_frame_is_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state, view = _view_of_three_steps()
+    copied = _copies(state, monkeypatch)
+    state.apply(_event(1, "run_started", flow="frames", status="running"))
+    state.apply(_started(2, "a"))
+    state.apply(_event(3, "step_finished", "a", attempt=1, kind="python", status="succeeded", duration_ms=3.0))
+    view.paint()
+    assert copied == ["a"]  # b and c did not change: their copies from the first frame serve
+    assert view.picture._state()["steps"]["a"][0] == "succeeded"
+
+    copied.clear()
+    state.apply(_event(4, "run_ended", status="failed", error="boom", duration_ms=9.0))
+    view.paint()
+    assert copied == []
+    final = view.picture.saved()["steps"]
+    # the run ended: steps that never started show as not run, from their kept copies too
+    assert [final[n][0] for n in "abc"] == ["succeeded", "cancelled", "cancelled"]
+    assert view.final_drawn.is_set()
+
+
+def test_when_the_list_of_changes_starts_again_the_next_frame_copies_every_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flownb.notebook import state as state_module
+
+    monkeypatch.setattr(state_module, "MAX_TOUCHED", 2)
+    state, view = _view_of_three_steps()
+    copied = _copies(state, monkeypatch)
+    state.apply(_event(1, "run_started", flow="frames", status="running"))
+    for seq, step in enumerate("abc", start=2):
+        state.apply(_started(seq, step))
+    assert state.touched_epoch == 1 and state.touched == ["c"]
+    view.paint()
+    assert sorted(copied) == ["a", "b", "c"]  # the changes before the restart are gone: redo all
+    assert {n: v[0] for n, v in view.picture._state()["steps"].items()} == dict.fromkeys("abc", "running")

@@ -55,10 +55,16 @@ class Subscription:
         self._seen: set[int] = set()
         self._held: list[Event] | None = None  # events heard live while the replay is read
         self._closed = False
+        #: past any replay: each event comes once and in order, straight to the observer
+        self._direct = False
 
     # -- the run's listeners ------------------------------------------------------------------
 
     def _event(self, e: Event) -> None:
+        if self._direct:  # every event of a run goes this way: no lock, no bookkeeping
+            if not self._closed:
+                _safely(self.observer.on_event, e)
+            return
         with self._lock:
             if self._held is not None:
                 self._held.append(e)
@@ -92,6 +98,8 @@ class Subscription:
             ex.output_listeners.append(self._output)
             return ex.recorder.commit() if replay else None
 
+        if not replay:
+            self._direct = True  # from its first event on, nothing is heard twice
         committed = self._runtime.call(attach)
         if not replay:
             return
@@ -103,6 +111,7 @@ class Subscription:
             held, self._held = self._held or [], None
             for e in held:
                 self._deliver(e)
+            self._direct = True
 
     def close(self) -> None:
         """Stop hearing the run (at once; the listeners are taken off on the engine's thread)."""

@@ -27,7 +27,6 @@ class StepView:
     status: str = "pending"
     attempts: int = 0
     duration_ms: float | None = None
-    started: datetime | None = None
     error: str | None = None
     error_type: str | None = None
     traceback: str | None = None
@@ -180,25 +179,24 @@ class RunState:
         view, item = self._step(e.step)
         if view is None:
             return
-        p = e.payload
-        attempt = int(p.get("attempt") or 0)
-        base = self.run.steps[e.step.split("[", 1)[0]]
+        p, name = e.payload, e.event
+        base = self.run.steps[e.step if item is None else e.step[: -len(item)]]
         view.items_done, view.items = base.items_done, base.items
         if item is not None:  # a foreach item: its output and failure show in the step's panel
-            if e.event == _STEP_FINISHED:
-                self._late_log(view, f"{e.step}#{attempt}", p, prefix=f"{e.step}: ")
+            if name == _STEP_FINISHED:
+                self._late_log(view, f"{e.step}#{int(p.get('attempt') or 0)}", p, prefix=f"{e.step}: ")
                 if p.get("status") == _FAILED:
                     view.error = p.get("error")
             return
         view.status, view.attempts, view.duration_ms = base.status, base.attempts, base.duration_ms
-        view.started = _when(base.started_at) if e.event == _STEP_STARTED else view.started
-        if e.event == _STEP_RETRYING:
+        if name == _STEP_RETRYING:
             view.error = base.error
-        elif e.event == _STEP_FINISHED:
+        elif name == _STEP_FINISHED:
             view.reason = base.reason
             if base.status == _FAILED:
                 view.error, view.error_type, view.traceback = base.error, base.error_type, base.traceback
-            self._late_log(view, f"{e.step}#{attempt}", p)
+            if p.get("stdout") or p.get("stderr") or p.get("displays"):  # most steps show nothing
+                self._late_log(view, f"{e.step}#{int(p.get('attempt') or 0)}", p)
 
     def _late_log(self, view: StepView, key: str, p: dict[str, Any], prefix: str = "") -> None:
         """Recorded output of an attempt whose output did not arrive live (replay, late watch)."""
@@ -273,7 +271,7 @@ class RunState:
 
 
 # read on every event: bound once (looking a member up through its enum class is slow on 3.11)
-_RUN_STARTED, _STEP_STARTED, _STEP_FINISHED = EventName.RUN_STARTED, EventName.STEP_STARTED, EventName.STEP_FINISHED
+_RUN_STARTED, _STEP_FINISHED = EventName.RUN_STARTED, EventName.STEP_FINISHED
 _STEP_RETRYING, _FAILED = EventName.STEP_RETRYING, StepStatus.FAILED
 _GATE_EVENTS = frozenset({EventName.APPROVAL_REQUESTED, EventName.APPROVAL_DECIDED, EventName.STEP_WAITING})
 

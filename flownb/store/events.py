@@ -322,10 +322,13 @@ class RunFold:
             return False
         self.seen.add(e.seq)
         self.last_seq = max(self.last_seq, e.seq)
-        self.run_id = self.run_id or e.run_id
+        if not self.run_id:
+            self.run_id = e.run_id
         p = e.payload
         name = e.event
-        if name == _EV_RUN_STARTED:
+        if e.step and name in _STEP_EVENTS:  # most events: looked at first
+            self._step_event(e)
+        elif name == _EV_RUN_STARTED:
             self.started = dict(p)
             self.flow = p.get("flow", self.flow)
             self.params = p.get("params")
@@ -349,8 +352,6 @@ class RunFold:
             gate.requested_at = gate.requested_at or e.at
         elif name == _EV_APPROVAL_DECIDED and e.step:
             self.decide(e.step, p.get("decision"), p.get("decided_by"), p.get("comment"), p.get("via"), e.at)
-        elif e.step and name in _STEP_EVENTS:
-            self._step_event(e)
         return True
 
     def decide(

@@ -241,8 +241,20 @@ def _client(doc: nbformat.NotebookNode, workdir: Path, *, allow_errors: bool) ->
 
 def _execute(client: NotebookClient, env: dict[str, str]) -> None:
     """Execute with an event loop of our own, closed after: runs happen on worker threads,
-    where nbclient's synchronous wrapper would leave a loop (and its sockets) open."""
-    asyncio.run(client.async_execute(env=env))
+    where nbclient's synchronous wrapper would leave a loop (and its sockets) open.
+
+    A kernel that dies before it answers its first request ran none of the notebook: it is
+    started once more. (Seen once in CI, in a plain kernel running an unconverted notebook
+    while four others started: the harness's trouble, not the notebook's.)
+    """
+    try:
+        asyncio.run(client.async_execute(env=env))
+    except RuntimeError as exc:
+        if "before replying to kernel_info" not in str(exc):
+            raise
+        workdir = Path(client.resources["metadata"]["path"])
+        again = _client(client.nb, workdir, allow_errors=client.allow_errors)
+        asyncio.run(again.async_execute(env=env))
 
 
 def _cell_label(source: str, index: int) -> str:

@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from flownb.engine.context import StepContext
 from flownb.engine.stepper import Outcome, named_error
-from flownb.store.events import StepStatus
+from flownb.store.events import Members, StepStatus
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
-
-_SUCCEEDED = StepStatus.SUCCEEDED  # a module constant: an enum member's lookup is slow on 3.11 (see scheduler.py)
 
 
 class FastAttempt:
@@ -71,7 +69,7 @@ class FastAttempt:
             ex.journal.finished(ctx, self.started, self.t0, StepStatus.FAILED, self.input_hash, error=error)
             ex.scheduler.settle(ctx.step, Outcome(StepStatus.FAILED, error=named_error(ex, ctx.step, error)))
         else:
-            ex.journal.finished(ctx, self.started, self.t0, _SUCCEEDED, self.input_hash, encoded=encoded)
+            ex.journal.finished(ctx, self.started, self.t0, Members.SUCCEEDED, self.input_hash, encoded=encoded)
             ex.scheduler.succeeded(ctx.step, result)
 
     def cancel(self) -> None:

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from flownb.model.flow import Graph
 
 Encodings = list[tuple[str, Encoded]] | Encoded
-#: a plain str: an enum member's lookup costs about 60 ns, on every step's path
-STEP_FINISHED = str(ev.EventName.STEP_FINISHED)
 
 
 class Journal:
@@ -41,8 +39,7 @@ class Journal:
     ) -> None:  # fmt: skip
         self.recorder = recorder
         self.graph = graph
-        self.clock = clock
-        self._time, self._perf = clock.time, clock.perf  # bound once: read twice on every step's path
+        self._time, self._perf = clock.time, clock.perf  # bound once: read on every step's path
         self._params_json = params_json
         #: step (or item) -> its latest attempt number
         self.attempts: dict[str, int] = dict(attempts or {})
@@ -120,7 +117,7 @@ class Journal:
         # the outputs travel in the step_finished event: one row a step, not two
         if encoded is not None:
             self._outputs(payload, step, encoded, own=step == spec.name, name=spec.name)
-        self.recorder.append(STEP_FINISHED, step, payload)  # type: ignore[arg-type]
+        self.recorder.append(ev.Members.STEP_FINISHED, step, payload)  # type: ignore[arg-type]
 
     def _outputs(self, payload: Any, step: str, encoded: Encodings, *, own: bool, name: str) -> None:
         if isinstance(encoded, list):
@@ -177,7 +174,7 @@ class Journal:
 
     def foreach_started(self, spec: StepSpec, count: int) -> None:
         attempt = self.attempts[spec.name] = self.next_attempt(spec.name)
-        self._foreach_t0[spec.name] = self._open[(spec.name, attempt)] = (self.clock.time(), self.clock.perf())
+        self._foreach_t0[spec.name] = self._open[(spec.name, attempt)] = (self._time(), self._perf())
         self.recorder.emit(ev.EventName.STEP_STARTED, spec.name, **ev.step_started(
             attempt=attempt, kind=spec.kind, level=self.graph.levels.get(spec.name), items=count,
         ))  # fmt: skip
@@ -191,11 +188,11 @@ class Journal:
 
     def foreach_ended(self, spec: StepSpec, input_hash: str, error: BaseException | None) -> None:
         """A foreach step whose items failed beyond its limit (``error``), or that was cancelled."""
-        started, t0 = self._foreach_t0.pop(spec.name, (self.clock.time(), self.clock.perf()))
+        started, t0 = self._foreach_t0.pop(spec.name, (self._time(), self._perf()))
         self._open.pop((spec.name, self.attempts.get(spec.name, 1)), None)
         status = ev.StepStatus.FAILED if error is not None else ev.StepStatus.CANCELLED
         self._ended(spec, status, self.attempts.get(spec.name, 1), started_at=started, input_hash=input_hash,
-                    duration_ms=round((self.clock.perf() - t0) * 1000, 3),
+                    duration_ms=round((self._perf() - t0) * 1000, 3),
                     reason=None if error is not None else "the run was cancelled", **_error_fields(error))  # fmt: skip
 
     def close_open(self, reason: str) -> None:
@@ -206,7 +203,7 @@ class Journal:
                 continue
             payload = ev.step_finished(
                 attempt=attempt, kind=spec.kind, status=ev.StepStatus.CANCELLED, level=self.graph.levels.get(spec.name),
-                code_hash=spec.code_hash, started_at=started, duration_ms=round((self.clock.perf() - t0) * 1000, 3),
+                code_hash=spec.code_hash, started_at=started, duration_ms=round((self._perf() - t0) * 1000, 3),
                 reason=reason,
             )  # fmt: skip
             self.recorder.append(ev.EventName.STEP_FINISHED, step, dict(payload))

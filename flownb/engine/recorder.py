@@ -20,14 +20,12 @@ from flownb.engine.clock import SYSTEM, Clock
 from flownb.engine.context import Secrets
 from flownb.store.base import Event, Store, StoredValue
 from flownb.store.codecs import Encoded
-from flownb.store.events import EventName
+from flownb.store.events import Members
 
 if TYPE_CHECKING:
     from flownb.executors.loop import EngineLoop
 
 Listener = Callable[[Event], None]
-# plain str, not the vocabulary's StrEnum members: compared and stored on every step's path
-STEP_STARTED, STEP_FINISHED = str(EventName.STEP_STARTED), str(EventName.STEP_FINISHED)
 LAZY_FLUSH = 0.05
 #: how long a commit nobody waits for is held for others to join it
 GATHER = 0.005
@@ -64,7 +62,7 @@ class Recorder:
 
     def append(self, event: str, step: str | None, payload: dict[str, Any], at: float | None = None) -> None:
         """Record an event (``emit`` with the payload as a dict, and optionally its time)."""
-        if event == STEP_STARTED and step is not None:
+        if event == Members.STEP_STARTED and step is not None:
             self.start(step, payload, self._now() if at is None else at)
             return
         if self.secrets:
@@ -73,7 +71,7 @@ class Recorder:
         record = Event(self.run_id, self._seq, event if type(event) is str else str(event), step, payload,
                        self._now() if at is None else at)  # fmt: skip
         self._seq += 1
-        if self._starts and event == STEP_FINISHED:
+        if self._starts and event == Members.STEP_FINISHED:
             # the end record says when it started
             self._starts.pop((step or "", payload.get("attempt", 0)), None)
         self._events.append(record)
@@ -96,7 +94,7 @@ class Recorder:
         step, seq, payload, at = held
         if self.secrets:
             payload = self.secrets.scrub_payload(payload)
-        return Event(self.run_id, seq, STEP_STARTED, step, payload, at)
+        return Event(self.run_id, seq, Members.STEP_STARTED, step, payload, at)
 
     def _tell(self, record: Event) -> None:
         for listener in self.listeners:

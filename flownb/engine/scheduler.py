@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from flownb.engine import fastpath
 from flownb.engine.stepper import Outcome, run_step
 from flownb.errors import RunFailed, StepFailed
-from flownb.store.events import STEP_DONE, STEP_SUCCESS, StepStatus
+from flownb.store.events import STEP_DONE, STEP_SUCCESS, Members, StepStatus
 
 if TYPE_CHECKING:
     from flownb.engine.execution import RunExecution
@@ -109,7 +109,7 @@ class Scheduler:
             self.ready.popleft()
             if not gate:
                 self.running += 1
-            status[name] = _RUNNING
+            status[name] = Members.RUNNING
             if fast:
                 fastpath.start(self.ex, name)
                 continue
@@ -270,9 +270,6 @@ class Scheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-# read on every step's path: on Python 3.11 an enum member's lookup costs four times a
-# plain attribute's (EnumType's __getattr__ takes the type's lookup off its fast path)
-_RUNNING = StepStatus.RUNNING
 _WAIT = "wait"
 _RUN = "run"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from flownb.render.picture import StepDetail
 from flownb.store.base import Event
-from flownb.store.events import RUN_FINISHED, ApprovalFold, EventName, RunFold, StepStatus
+from flownb.store.events import RUN_FINISHED, ApprovalFold, EventName, Members, RunFold
 
 MAX_PANEL_CHARS = 200_000  # a chatty step must not flood the browser
 MAX_TOUCHED = 100_000  # names of changed steps kept for the views' next frames (a chatty step adds one a line)
@@ -157,7 +157,7 @@ class RunState:
         self.status = run.status
         self.error = run.error
         self.duration_ms = run.duration_ms
-        if e.event == _RUN_STARTED:
+        if e.event == Members.RUN_STARTED:
             self.params = dict(run.params or {}) if isinstance(run.params, dict) else {}
         if e.step is None:
             return
@@ -183,17 +183,17 @@ class RunState:
         base = self.run.steps[e.step if item is None else e.step[: -len(item)]]
         view.items_done, view.items = base.items_done, base.items
         if item is not None:  # a foreach item: its output and failure show in the step's panel
-            if name == _STEP_FINISHED:
+            if name == Members.STEP_FINISHED:
                 self._late_log(view, f"{e.step}#{int(p.get('attempt') or 0)}", p, prefix=f"{e.step}: ")
-                if p.get("status") == _FAILED:
+                if p.get("status") == Members.FAILED:
                     view.error = p.get("error")
             return
         view.status, view.attempts, view.duration_ms = base.status, base.attempts, base.duration_ms
-        if name == _STEP_RETRYING:
+        if name == Members.STEP_RETRYING:
             view.error = base.error
-        elif name == _STEP_FINISHED:
+        elif name == Members.STEP_FINISHED:
             view.reason = base.reason
-            if base.status == _FAILED:
+            if base.status == Members.FAILED:
                 view.error, view.error_type, view.traceback = base.error, base.error_type, base.traceback
             if p.get("stdout") or p.get("stderr") or p.get("displays"):  # most steps show nothing
                 self._late_log(view, f"{e.step}#{int(p.get('attempt') or 0)}", p)
@@ -262,6 +262,12 @@ class RunState:
         self.fold()
         return self.status in RUN_FINISHED
 
+    @property
+    def over(self) -> bool:
+        """Ended, as far as its events say, queued ones too, without folding them (the tracker
+        asks it of every followed run as each new run starts)."""
+        return self.ending or self.status in RUN_FINISHED
+
     def counts(self) -> dict[str, int]:
         with self.lock:
             out: dict[str, int] = {}
@@ -270,9 +276,6 @@ class RunState:
             return out
 
 
-# read on every event: bound once (looking a member up through its enum class is slow on 3.11)
-_RUN_STARTED, _STEP_FINISHED = EventName.RUN_STARTED, EventName.STEP_FINISHED
-_STEP_RETRYING, _FAILED = EventName.STEP_RETRYING, StepStatus.FAILED
 _GATE_EVENTS = frozenset({EventName.APPROVAL_REQUESTED, EventName.APPROVAL_DECIDED, EventName.STEP_WAITING})
 
 

@@ -16,7 +16,6 @@ from flownb.engine.observe import Observer
 from flownb.engine.runtime import find_run
 from flownb.notebook.state import RunState
 from flownb.store.base import Event, Store
-from flownb.store.events import RUN_FINISHED
 
 if TYPE_CHECKING:
     from flownb.engine.run import Run
@@ -50,9 +49,7 @@ class Tracker:
     def _register(self, state: RunState) -> None:
         with self._lock:
             self.states[state.run_id] = state
-            # what the events say already, folded or not: folding a run's events here would
-            # make a new run's start wait for the fold of the last one's thousands
-            finished = [r for r, s in self.states.items() if s.ending or s.status in RUN_FINISHED]
+            finished = [r for r, s in self.states.items() if s.over]
             for run_id in finished[:-KEEP_FINISHED]:
                 self.states.pop(run_id, None)
                 self.pokes.pop(run_id, None)

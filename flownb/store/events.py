@@ -75,24 +75,34 @@ class EventName(StrEnum):
     APPROVAL_DECIDED = "approval_decided"
 
 
-# The builders and the fold read enum members on every event. On Python 3.11 a member looked up through its enum
-# class costs four times a plain attribute (EnumType's __getattr__ takes the class off the fast
-# path), and calling the class to convert a value costs more: the members it reads are bound
-# once, and values convert through dicts.
-_EV_APPROVAL_DECIDED = EventName.APPROVAL_DECIDED
-_EV_APPROVAL_REQUESTED = EventName.APPROVAL_REQUESTED
-_EV_RUN_ENDED = EventName.RUN_ENDED
-_EV_RUN_STARTED = EventName.RUN_STARTED
-_EV_RUN_STATUS = EventName.RUN_STATUS
-_EV_STEP_FINISHED = EventName.STEP_FINISHED
-_EV_STEP_RETRYING = EventName.STEP_RETRYING
-_EV_STEP_STARTED = EventName.STEP_STARTED
-_EV_STEP_WAITING = EventName.STEP_WAITING
-_ST_FAILED = StepStatus.FAILED
-_ST_RETRYING = StepStatus.RETRYING
-_ST_RUNNING = StepStatus.RUNNING
-_ST_WAITING = StepStatus.WAITING
-_RS_PENDING = RunStatus.PENDING
+class Members:
+    """The vocabulary as the per-event paths read it (the builders and the fold here, the
+    engine's step path, the live view): event names as the plain str they are stored as,
+    statuses as members, all bound as plain class attributes.
+
+    On Python 3.11 a member looked up through its enum class costs four times a plain
+    attribute (EnumType's ``__getattr__`` takes the class off the type's fast path), and
+    Arrow converts a StrEnum thirty times slower than a str. Converting a value by calling
+    the enum costs more still: ``_step_status`` and ``_run_status`` use dicts.
+    """
+
+    RUN_STARTED = str(EventName.RUN_STARTED)
+    RUN_STATUS = str(EventName.RUN_STATUS)
+    RUN_ENDED = str(EventName.RUN_ENDED)
+    STEP_STARTED = str(EventName.STEP_STARTED)
+    STEP_FINISHED = str(EventName.STEP_FINISHED)
+    STEP_RETRYING = str(EventName.STEP_RETRYING)
+    STEP_WAITING = str(EventName.STEP_WAITING)
+    APPROVAL_REQUESTED = str(EventName.APPROVAL_REQUESTED)
+    APPROVAL_DECIDED = str(EventName.APPROVAL_DECIDED)
+    RUNNING = StepStatus.RUNNING
+    RETRYING = StepStatus.RETRYING
+    WAITING = StepStatus.WAITING
+    SUCCEEDED = StepStatus.SUCCEEDED
+    FAILED = StepStatus.FAILED
+    RUN_PENDING = RunStatus.PENDING
+
+
 _STEP_STATUSES: dict[str, StepStatus] = {m.value: m for m in StepStatus}
 _RUN_STATUSES: dict[str, RunStatus] = {m.value: m for m in RunStatus}
 
@@ -169,7 +179,7 @@ def run_ended(status: RunStatus, *, error: str | None, duration_ms: float) -> di
 def step_started(
     *, attempt: int, kind: str, level: int | None, input_hash: str | None = None, items: int | None = None
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": _ST_RUNNING, "level": level}
+    payload: dict[str, Any] = {"attempt": attempt, "kind": kind, "status": Members.RUNNING, "level": level}
     if input_hash is not None:
         payload["input_hash"] = input_hash
     if items is not None:
@@ -328,29 +338,29 @@ class RunFold:
         name = e.event
         if e.step and name in _STEP_EVENTS:  # most events: looked at first
             self._step_event(e)
-        elif name == _EV_RUN_STARTED:
+        elif name == Members.RUN_STARTED:
             self.started = dict(p)
             self.flow = p.get("flow", self.flow)
             self.params = p.get("params")
             self.parent_run_id = p.get("parent_run_id")
             self.started_at = e.at
-            self.status = _run_status(p.get("status", _RS_PENDING))
+            self.status = _run_status(p.get("status", Members.RUN_PENDING))
             for step, shape in (p.get("steps") or {}).items():
                 self.step(step).kind = shape.get("kind") if isinstance(shape, Mapping) else None
-        elif name in (_EV_RUN_STATUS, _EV_RUN_ENDED):
+        elif name in (Members.RUN_STATUS, Members.RUN_ENDED):
             self.status = _run_status(p.get("status", self.status))
             self.resumed += bool(p.get("resumed"))
-            if name == _EV_RUN_ENDED:
+            if name == Members.RUN_ENDED:
                 self.error = p.get("error")
                 self.duration_ms = p.get("duration_ms")
                 self.ended_at = e.at
             elif self.status in RUN_ACTIVE:
                 self.ended_at = None
-        elif name == _EV_APPROVAL_REQUESTED and e.step:
+        elif name == Members.APPROVAL_REQUESTED and e.step:
             gate = self._gate(e.step)
             gate.message = p.get("message") or gate.message
             gate.requested_at = gate.requested_at or e.at
-        elif name == _EV_APPROVAL_DECIDED and e.step:
+        elif name == Members.APPROVAL_DECIDED and e.step:
             self.decide(e.step, p.get("decision"), p.get("decided_by"), p.get("comment"), p.get("via"), e.at)
         return True
 
@@ -380,27 +390,27 @@ class RunFold:
         s.kind = p.get("kind", s.kind)
         if "level" in p:
             s.level = p["level"]
-        if e.event == _EV_STEP_STARTED:
+        if e.event == Members.STEP_STARTED:
             s.items = p.get("items", s.items)
             if s.finished is not None and int(s.finished.get("attempt") or 0) >= attempt:
                 return  # a late start of an attempt whose end is folded already
-            s.status = _ST_RUNNING
+            s.status = Members.RUNNING
             s.started_at = e.at
-        elif e.event == _EV_STEP_RETRYING:
-            s.status = _ST_RETRYING
+        elif e.event == Members.STEP_RETRYING:
+            s.status = Members.RETRYING
             s.error = p.get("error")
-        elif e.event == _EV_STEP_WAITING:
-            s.status = _ST_WAITING
+        elif e.event == Members.STEP_WAITING:
+            s.status = Members.WAITING
             gate = self._gate(e.step)
             gate.message = p.get("message") or gate.message
             gate.requested_at = gate.requested_at or e.at
-        elif e.event == _EV_STEP_FINISHED:
-            s.status = StepStatus(p.get("status", s.status))
+        elif e.event == Members.STEP_FINISHED:
+            s.status = _step_status(p.get("status", s.status))
             s.started_at = p.get("started_at", s.started_at)
             s.duration_ms = p.get("duration_ms", s.duration_ms)
             s.reason = p.get("reason")
             s.finished = p
-            if s.status == _ST_FAILED:
+            if s.status == Members.FAILED:
                 s.error, s.error_type, s.traceback = p.get("error"), p.get("error_type"), p.get("traceback")
             for output in p.get("outputs") or ():
                 s.outputs[output["name"]] = output

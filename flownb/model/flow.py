@@ -48,7 +48,7 @@ class Graph:
             self.deps = {n: s.deps for n, s in specs.items() if n not in fallbacks}
             self.dependents = dag.dependents_of(self.deps)
             self.levels = dag.levels(self.deps, self.dependents)
-        self.hash = digest(*(f"{n}:{s.code_hash}" for n, s in sorted(specs.items())))
+        self.hash = digest(*(f"{n}:{specs[n].code_hash}" for n in sorted(specs)))
         self._shape: dict[str, dict[str, Any]] | None = None
         self._fresh: tuple[tuple[str, ...], dict[str, int]] | None = None
 
@@ -62,10 +62,14 @@ class Graph:
         return self._fresh
 
     def shape(self) -> dict[str, dict[str, Any]]:
-        """Each step's kind and dependencies, as a run records them when it starts."""
+        """Each step's kind and dependencies, as a run records them when it starts.
+
+        The dependencies are tuples (JSON arrays once recorded): a dict holding only
+        strings and tuples of strings is left alone by the garbage collector, which
+        would otherwise walk two containers a step for as long as the graph lives."""
         if self._shape is None:
             self._shape = {
-                n: {"kind": s.kind, "deps": sorted(s.deps) if len(s.deps) > 1 else list(s.deps)}
+                n: {"kind": s.kind, "deps": tuple(sorted(s.deps)) if s.deps else ()}
                 for n, s in self.specs.items()
             }
         return self._shape

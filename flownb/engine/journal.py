@@ -12,7 +12,7 @@ encoded for the store, so a committed success can always be restored.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flownb.executors.capture import StepLog
@@ -120,14 +120,12 @@ class Journal:
         self.recorder.append(ev.Members.STEP_FINISHED, step, payload)  # type: ignore[arg-type]
 
     def _outputs(self, payload: Any, step: str, encoded: Encodings, *, own: bool, name: str) -> None:
-        # a tuple, not a list: the collector stops walking a tuple of plain records,
-        # and a wide wave's ends wait for the writer long enough to reach its oldest generation
         if isinstance(encoded, list):
-            payload["outputs"] = tuple([self.recorder.output(step, n, enc) for n, enc in encoded])
+            payload["outputs"] = [self.recorder.output(step, n, enc) for n, enc in encoded]
             hashes = [enc.hash for _, enc in encoded]
             payload["output_hash"] = hashes[0] if len(hashes) == 1 else digest(*hashes)
         else:
-            payload["outputs"] = (self.recorder.output(step, step, encoded),)
+            payload["outputs"] = [self.recorder.output(step, step, encoded)]
             payload["output_hash"] = encoded.hash
         if own:
             self.output_hashes[name] = payload["output_hash"]
@@ -147,7 +145,7 @@ class Journal:
         """A step that failed before an attempt began (its condition could not be evaluated)."""
         self._ended(spec, ev.StepStatus.FAILED, self.next_attempt(spec.name), **_error_fields(exc))
 
-    def cached(self, spec: StepSpec, input_hash: str, source_run: str, outputs: Sequence[dict[str, Any]],
+    def cached(self, spec: StepSpec, input_hash: str, source_run: str, outputs: list[dict[str, Any]],
                output_hash: str) -> None:  # fmt: skip
         """The step's output was reused from an earlier run with the same inputs and code."""
         self.output_hashes[spec.name] = output_hash

@@ -22,7 +22,6 @@ that runs again are restored as they were, not run again. Cached hits and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,7 +163,7 @@ def _value(
 
 def find_cached(
     store: Store, flow: str, spec: StepSpec, input_hash: str, current_run: str
-) -> tuple[str, tuple[Any, Sequence[dict[str, Any]]], str] | None:
+) -> tuple[str, tuple[Any, list[dict[str, Any]]], str] | None:
     """An earlier success of the same step with the same inputs and code."""
     hit = store.cached_success(flow, spec.name, input_hash, current_run)
     if hit is None:
@@ -176,7 +175,7 @@ def find_cached(
     ]  # fmt: skip
     if not finished:
         return None
-    outputs: Sequence[dict[str, Any]] = finished[-1]["outputs"]
+    outputs: list[dict[str, Any]] = finished[-1]["outputs"]
     if any(o.get("codec") == VOLATILE for o in outputs):
         return None  # never reached through a volatile hash; a volatile output itself has nothing to reuse
     if spec.output_names:

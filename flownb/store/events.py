@@ -17,7 +17,7 @@ document them and let mypy check the builders.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypedDict
@@ -145,7 +145,7 @@ class StepFinishedPayload(TypedDict, total=False):
     input_hash: str
     code_hash: str
     output_hash: str
-    outputs: Sequence[dict[str, Any]]
+    outputs: list[dict[str, Any]]
     stdout: str
     stderr: str
     displays: list[dict[str, Any]]

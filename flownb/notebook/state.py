@@ -83,7 +83,7 @@ class RunState:
         self.steps: dict[str, StepView] = {s: StepView() for s in steps}
         self.cards: dict[str, Card] = {}
         #: the run as its events say it is; the views above are what the widgets show of it
-        self.run = RunFold.of((), steps)
+        self.run = RunFold.of((), steps, payloads=False)
         self.version = 0  # bumped by every change; the view redraws when it moved
         #: the step views changed, in order, one name per change: a frame redoes only the steps
         #: named since the last one it drew (any number of views read it, each from its own place)
@@ -188,7 +188,9 @@ class RunState:
                 if p.get("status") == Members.FAILED:
                     view.error = p.get("error")
             return
-        view.status, view.attempts, view.duration_ms = base.status, base.attempts, base.duration_ms
+        # a plain str, not the enum member: the tuples a view keeps of a step (its node, its
+        # summary row) are then left alone by the garbage collector
+        view.status, view.attempts, view.duration_ms = str(base.status), base.attempts, base.duration_ms
         if name == Members.STEP_RETRYING:
             view.error = base.error
         elif name == Members.STEP_FINISHED:

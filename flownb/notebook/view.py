@@ -108,7 +108,7 @@ class LiveView:
         self._opened_failure = False
         self._final = False
         self._static: str | None = None
-        self._rows: list[SummaryRow] = []
+        self._rows: list[tuple[Any, ...]] = []  # the final summary's rows (SummaryRow fields)
         self._heading = ""
         # the first frame: the output shows the run's state from its first moment; the next
         # comes at the painter's next slot, as after any redraw (a poke now adds nothing to it)
@@ -179,8 +179,10 @@ class LiveView:
             self._final = True
             self._heading = run_heading(s.flow, s.run_id, status, done=done, total=len(self.graph.deps),
                                         counts=counts, duration_ms=duration, error=error, live=False)  # fmt: skip
-            self._rows = self._summary_rows(steps)
-            self.summary.value = summary_table(self._rows, live=True)
+            rows = self._summary_rows(steps)
+            self.summary.value = summary_table(rows, live=True)
+            # kept as plain tuples, which the garbage collector stops tracking (not a subclass)
+            self._rows = [tuple(r) for r in rows]
             self.frames.append(Frame(now, poked or now, time.time(), status, done, True))
             self.final_drawn.set()
             if self._on_finished is not None:
@@ -323,9 +325,10 @@ class LiveView:
                 done = threading.Event()
                 if layout_async(self.graph, done.set) is None and done.wait(timeout):
                     layout = cached_layout(self.graph)
-            details = {r.step: StepDetail(r.status, r.duration_ms, r.attempts) for r in self._rows}
+            rows = [SummaryRow._make(r) for r in self._rows]
+            details = {r.step: StepDetail(r.status, r.duration_ms, r.attempts) for r in rows}
             svg = layout.fill(details) if layout is not None else None
-            self._static = static_report(self._heading, svg, self._rows)
+            self._static = static_report(self._heading, svg, rows)
         return self._static
 
     def outputs_of(self, step: str) -> tuple[dict[str, Any], ...]:

@@ -16,6 +16,7 @@ import functools
 import html
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -136,10 +137,20 @@ _KEEP = 16
 _PENDING: dict[tuple[str, ...], list[Callable[[], None]]] = {}
 
 
+#: each graph's key, made once: a graph does not change once made, and a live view asks at
+#: every frame until the layout is there (a key of 1,000 steps takes about a millisecond)
+_KEYS: weakref.WeakKeyDictionary[Graph, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
 def _shape_key(graph: Graph) -> tuple[str, ...]:
-    edges = sorted(f"{d}>{n}" for n, ds in graph.deps.items() for d in ds)
-    nodes = sorted(f"{n}:{s.kind}:{s.fallback if isinstance(s.fallback, str) else ''}" for n, s in graph.specs.items())
-    return (graph.flow, *nodes, "|", *edges)
+    key = _KEYS.get(graph)
+    if key is None:
+        edges = sorted(f"{d}>{n}" for n, ds in graph.deps.items() for d in ds)
+        nodes = sorted(
+            f"{n}:{s.kind}:{s.fallback if isinstance(s.fallback, str) else ''}" for n, s in graph.specs.items()
+        )
+        key = _KEYS[graph] = (graph.flow, *nodes, "|", *edges)
+    return key
 
 
 def layout_for(graph: Graph) -> Layout:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import html
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from flownb.render.picture import format_duration
 
@@ -38,9 +38,11 @@ STATIC_PILLS: dict[str, tuple[str, str]] = {
 _CELL = "padding:3px 10px;text-align:left;vertical-align:top;border-bottom:1px solid rgba(128,128,128,.35)"
 
 
-@dataclass(frozen=True)
-class SummaryRow:
-    """One step's line in a run's summary table."""
+class SummaryRow(NamedTuple):
+    """One step's line in a run's summary table.
+
+    A tuple of plain values, which the garbage collector stops tracking: a finished
+    view keeps a row a step for as long as it is shown."""
 
     step: str
     level: int | None
@@ -84,14 +86,17 @@ def summary_table(rows: Sequence[SummaryRow], *, live: bool) -> str:
     """The steps of a run, one line each: level, status, attempts, duration and a note."""
     cell = "" if live else f" style='{_CELL}'"
     head = "".join(f"<th{cell}>{h}</th>" for h in ("step", "level", "status", "attempts", "duration", "note"))
+    # the final frame of a big run draws this at once: a row is one join, and most of what
+    # it escapes (identifier-like names, empty notes) needs nothing
+    td, tr = f"</td><td{cell}>", f"<tr><td{cell}><code>"
     body = []
-    for r in rows:
-        took = format_duration(r.duration_ms) if r.duration_ms is not None else ""
-        note = html.escape(r.note[:300] + ("…" if len(r.note) > 300 else ""))
+    for step, level, status, attempts, duration_ms, text in rows:
+        took = "" if duration_ms is None else format_duration(duration_ms)
+        note = html.escape(text[:300] + ("…" if len(text) > 300 else "")) if text else ""
+        name = step if step.isidentifier() else html.escape(step)
         body.append(
-            f"<tr><td{cell}><code>{html.escape(r.step)}</code></td><td{cell}>{'' if r.level is None else r.level}</td>"
-            f"<td{cell}>{pill(r.status, live=live)}</td><td{cell}>{r.attempts}</td><td{cell}>{took}</td>"
-            f"<td{cell}>{note}</td></tr>"
+            f"{tr}{name}</code>{td}{'' if level is None else level}{td}{pill(status, live=live)}{td}{attempts}"
+            f"{td}{took}{td}{note}</td></tr>"
         )
     attrs = "class='flownb-summary'" if live else "style='border-collapse:collapse;font-size:90%;margin-top:6px'"
     return f"<table {attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -254,7 +254,9 @@ class StepFold:
     items: int | None = None
     items_done: int = 0
     finished: dict[str, Any] | None = None
-    """The payload of its latest ``step_finished``."""
+    """The payload of its latest ``step_finished`` (unless the fold keeps no payloads)."""
+    finished_attempt: int = 0
+    """The attempt of its latest ``step_finished`` (0: none yet)."""
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Output name -> its record in the latest ``step_finished`` that had outputs."""
 
@@ -298,10 +300,14 @@ class RunFold:
     resumed: int = 0
     seen: set[int] = field(default_factory=set, repr=False)
     """The seqs folded already."""
+    payloads: bool = field(default=True, repr=False)
+    """False: a step's ``finished`` payload and ``outputs`` are not kept. A live view reads
+    neither, and a thousand of them kept for as long as a finished view is shown made every
+    full collection of the garbage collector walk them."""
 
     @classmethod
-    def of(cls, events: Iterable[Event], steps: Iterable[str] = ()) -> RunFold:
-        fold = cls()
+    def of(cls, events: Iterable[Event], steps: Iterable[str] = (), *, payloads: bool = True) -> RunFold:
+        fold = cls(payloads=payloads)
         for name in steps:
             fold.steps[name] = StepFold()
         for e in events:
@@ -392,7 +398,7 @@ class RunFold:
             s.level = p["level"]
         if e.event == Members.STEP_STARTED:
             s.items = p.get("items", s.items)
-            if s.finished is not None and int(s.finished.get("attempt") or 0) >= attempt:
+            if s.finished_attempt and s.finished_attempt >= attempt:
                 return  # a late start of an attempt whose end is folded already
             s.status = Members.RUNNING
             s.started_at = e.at
@@ -409,11 +415,13 @@ class RunFold:
             s.started_at = p.get("started_at", s.started_at)
             s.duration_ms = p.get("duration_ms", s.duration_ms)
             s.reason = p.get("reason")
-            s.finished = p
+            s.finished_attempt = attempt
             if s.status == Members.FAILED:
                 s.error, s.error_type, s.traceback = p.get("error"), p.get("error_type"), p.get("traceback")
-            for output in p.get("outputs") or ():
-                s.outputs[output["name"]] = output
+            if self.payloads:
+                s.finished = p
+                for output in p.get("outputs") or ():
+                    s.outputs[output["name"]] = output
             if "[" in e.step:
                 self.step(e.step.split("[", 1)[0]).items_done += 1
 

@@ -102,6 +102,8 @@ class LiveView:
         self._nodes: dict[str, tuple[tuple[Any, ...], NodeState]] = {}
         #: what the last frame showed of each step, and where it stopped reading the state's changes
         self._snaps: dict[str, _Snap] = {}
+        self._counts: dict[str, int] = {}  # the snaps by status, kept as they change
+        self._done = 0
         self._node_states: dict[str, NodeState] = {}
         self._touched_at = 0
         self._touched_epoch = -1
@@ -157,10 +159,8 @@ class LiveView:
                 if snap.status in ("pending", "running", "retrying", "waiting"):
                     steps[name] = snap.ended_as(ended)  # a copy: untouched steps share theirs
                     fresh.add(name)
-        done = sum(1 for n in self.graph.deps if n in steps and steps[n].status in _DONE)
-        counts: dict[str, int] = {}
-        for snap in steps.values():
-            counts[snap.status] = counts.get(snap.status, 0) + 1
+            self._tally(steps)  # ... and count as that
+        done, counts = self._done, self._counts
         heading = run_heading(s.flow, s.run_id, status, done=done, total=len(self.graph.deps), counts=counts,
                               duration_ms=duration, error=error, live=True)  # fmt: skip
         if heading != self.header.value:
@@ -208,12 +208,32 @@ class LiveView:
             self._snaps = {
                 n: _Snap.of(v) if moved is None or n in moved else _UNTOUCHED for n, v in s.steps.items()
             }
+            self._tally(self._snaps)
             return set(self._snaps)
         fresh = set(s.touched[self._touched_at :])
         self._touched_at = len(s.touched)
-        for name in fresh:
-            self._snaps[name] = _Snap.of(s.steps[name])
+        snaps, counts, scheduled = self._snaps, self._counts, self.graph.deps
+        for name in fresh:  # the header's counts follow the steps that moved, not all of them
+            old = snaps.get(name)
+            new = snaps[name] = _Snap.of(s.steps[name])
+            if old is not None:
+                left = counts[old.status] - 1
+                if left:
+                    counts[old.status] = left
+                else:
+                    del counts[old.status]
+                self._done -= name in scheduled and old.status in _DONE
+            counts[new.status] = counts.get(new.status, 0) + 1
+            self._done += name in scheduled and new.status in _DONE
         return fresh
+
+    def _tally(self, steps: dict[str, _Snap]) -> None:
+        """Count the steps by status, and those of the schedule that are done (the header)."""
+        counts: dict[str, int] = {}
+        for snap in steps.values():
+            counts[snap.status] = counts.get(snap.status, 0) + 1
+        self._counts = counts
+        self._done = sum(1 for n in self.graph.deps if n in steps and steps[n].status in _DONE)
 
     def _paint_graph(self, steps: dict[str, _Snap], fresh: set[str], elapsed_ms: float, finished: bool) -> None:
         specs, nodes = self.graph.specs, self._node_states

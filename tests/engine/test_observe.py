@@ -148,3 +148,31 @@ def test_a_run_of_another_process_is_followed_through_its_events(tmp_path: Path)
     assert set(attached.graph.specs) == {"first", "held", "last"}
     with pytest.raises(flownb.FlownbError, match="not running in this process"):
         attached.observe(Recording())
+
+
+def test_an_observer_hears_the_rows_the_table_gets_a_start_when_it_is_recorded(tmp_path: Path) -> None:
+    flow = flownb.Flow("starts", db=str(tmp_path / "s.duckdb"))
+
+    @flow.step
+    def quick() -> int:
+        return 1
+
+    @flow.step
+    def slow(quick: int) -> int:
+        time.sleep(0.5)  # ten times the 50 ms a start is held back
+        return quick + 1
+
+    heard = Recording()
+    stop = flownb.watch_runs(lambda run: run.observe(heard, replay=False))
+    try:
+        run = flow.run().wait(DEADLINE)
+    finally:
+        stop()
+    named = [(e.event, e.step) for e in heard.events if e.step]
+    assert named.index(("step_started", "slow")) < named.index(("step_finished", "slow"))
+    table = run.events()
+    # the rows the table got, no more: a quick attempt's start, held back 50 ms, is usually
+    # never made (its end says when it started), and then never heard either
+    assert sorted((e.seq, e.event) for e in table) == sorted((e.seq, e.event) for e in heard.events)
+    finished = next(e for e in heard.events if e.event == "step_finished" and e.step == "quick")
+    assert finished.payload["started_at"] <= finished.at

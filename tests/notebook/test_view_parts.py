@@ -242,3 +242,22 @@ def test_when_the_list_of_changes_starts_again_the_next_frame_copies_every_step(
     view.paint()
     assert sorted(copied) == ["a", "b", "c"]  # the changes before the restart are gone: redo all
     assert {n: v[0] for n, v in view.picture._state()["steps"].items()} == dict.fromkeys("abc", "running")
+
+
+def test_the_headers_counts_follow_the_steps_that_moved_and_match_a_full_count() -> None:
+    state, view = _view_of_three_steps()
+    state.apply(_event(1, "run_started", flow="frames", status="running"))
+    state.apply(_started(2, "a"))
+    state.apply(_started(3, "b"))
+    view.paint()
+    assert (view._done, view._counts) == (0, {"running": 2, "pending": 1})
+    assert view.progress.value == 0 and "running 2" in view.header.value
+    state.apply(_event(4, "step_finished", "a", attempt=1, kind="python", status="succeeded", duration_ms=3.0))
+    state.apply(_event(5, "step_finished", "b", attempt=1, kind="python", status="failed", error="boom"))
+    view.paint()
+    assert (view._done, view._counts) == (2, {"succeeded": 1, "failed": 1, "pending": 1})
+    assert "(failed 1, pending 1, succeeded 1)" in view.header.value  # no "running 0"
+    assert view.progress.value == 2
+    state.apply(_event(6, "run_ended", status="failed", error="boom", duration_ms=9.0))
+    view.paint()
+    assert view._counts == {"succeeded": 1, "failed": 1, "cancelled": 1}  # c never ran

@@ -41,8 +41,10 @@ _CELL = "padding:3px 10px;text-align:left;vertical-align:top;border-bottom:1px s
 class SummaryRow(NamedTuple):
     """One step's line in a run's summary table.
 
-    A tuple of plain values, which the garbage collector stops tracking: a finished
-    view keeps a row a step for as long as it is shown."""
+    A named tuple: the final frame of a big run makes a thousand at once, and a frozen
+    dataclass sets each field through ``object.__setattr__``. A finished view keeps them
+    as plain tuples (``tuple(row)``), which the garbage collector stops tracking; it
+    tracks a tuple subclass for good."""
 
     step: str
     level: int | None

@@ -33,7 +33,7 @@ from flownb.notebook.state import StepView
 from flownb.notebook.tracebacks import error_output
 from flownb.render import (
     StepDetail,
-    SummaryRow,
+    SummaryFields,
     cached_layout,
     detail_text,
     layout_async,
@@ -110,7 +110,7 @@ class LiveView:
         self._opened_failure = False
         self._final = False
         self._static: str | None = None
-        self._rows: list[tuple[Any, ...]] = []  # the final summary's rows (SummaryRow fields)
+        self._rows: list[SummaryFields] = []  # the final summary's rows
         self._heading = ""
         # the first frame: the output shows the run's state from its first moment; the next
         # comes at the painter's next slot, as after any redraw (a poke now adds nothing to it)
@@ -179,10 +179,8 @@ class LiveView:
             self._final = True
             self._heading = run_heading(s.flow, s.run_id, status, done=done, total=len(self.graph.deps),
                                         counts=counts, duration_ms=duration, error=error, live=False)  # fmt: skip
-            rows = self._summary_rows(steps)
-            self.summary.value = summary_table(rows, live=True)
-            # kept as plain tuples, which the garbage collector stops tracking (not a subclass)
-            self._rows = [tuple(r) for r in rows]
+            self._rows = self._summary_rows(steps)
+            self.summary.value = summary_table(self._rows, live=True)
             self.frames.append(Frame(now, poked or now, time.time(), status, done, True))
             self.final_drawn.set()
             if self._on_finished is not None:
@@ -318,15 +316,16 @@ class LiveView:
             self._select = None
             self.panels.selected_index = names.index(select)
 
-    def _summary_rows(self, steps: dict[str, _Snap]) -> list[SummaryRow]:
+    def _summary_rows(self, steps: dict[str, _Snap]) -> list[SummaryFields]:
+        # plain tuples, which the garbage collector stops tracking (a SummaryRow it tracks for good)
         levels = self.graph.levels
-        rows = []
+        rows: list[SummaryFields] = []
         for name in sorted(steps, key=lambda n: (levels.get(n, 0), n)):
             snap = steps[name]
             note = (snap.error if snap.status == "failed" else snap.reason) or ""
             if snap.items is not None:
                 note = f"{snap.items_done}/{snap.items} items" + (f"; {note}" if note else "")
-            rows.append(SummaryRow(name, levels.get(name), snap.status, snap.attempts, snap.duration_ms, note))
+            rows.append((name, levels.get(name), snap.status, snap.attempts, snap.duration_ms, note))
         return rows
 
     # -- the static picture ---------------------------------------------------------------------
@@ -345,10 +344,9 @@ class LiveView:
                 done = threading.Event()
                 if layout_async(self.graph, done.set) is None and done.wait(timeout):
                     layout = cached_layout(self.graph)
-            rows = [SummaryRow._make(r) for r in self._rows]
-            details = {r.step: StepDetail(r.status, r.duration_ms, r.attempts) for r in rows}
+            details = {step: StepDetail(status, took, tries) for step, _, status, tries, took, _ in self._rows}
             svg = layout.fill(details) if layout is not None else None
-            self._static = static_report(self._heading, svg, rows)
+            self._static = static_report(self._heading, svg, self._rows)
         return self._static
 
     def outputs_of(self, step: str) -> tuple[dict[str, Any], ...]:

@@ -23,13 +23,14 @@ from flownb.render.picture import (
     layout_async,
     layout_for,
 )
-from flownb.render.report import SummaryRow, flow_html, pill, run_heading, static_report, summary_table
+from flownb.render.report import SummaryFields, SummaryRow, flow_html, pill, run_heading, static_report, summary_table
 from flownb.render.svg import render_svg, warm_renderer
 
 __all__ = [
     "STATUS_COLORS",
     "FlowPicture",
     "StepDetail",
+    "SummaryFields",
     "SummaryRow",
     "cached_layout",
     "detail_text",

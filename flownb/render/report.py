@@ -42,9 +42,9 @@ class SummaryRow(NamedTuple):
     """One step's line in a run's summary table.
 
     A named tuple: the final frame of a big run makes a thousand at once, and a frozen
-    dataclass sets each field through ``object.__setattr__``. A finished view keeps them
-    as plain tuples (``tuple(row)``), which the garbage collector stops tracking; it
-    tracks a tuple subclass for good."""
+    dataclass sets each field through ``object.__setattr__``. The live view makes plain
+    tuples of the same fields (``SummaryFields``), which the garbage collector stops
+    tracking; it tracks a tuple subclass for good."""
 
     step: str
     level: int | None
@@ -52,6 +52,10 @@ class SummaryRow(NamedTuple):
     attempts: int = 0
     duration_ms: float | None = None
     note: str = ""
+
+
+#: a SummaryRow's fields as a plain tuple: step, level, status, attempts, duration_ms, note
+SummaryFields = tuple[str, int | None, str, int, float | None, str]
 
 
 @functools.lru_cache(maxsize=64)
@@ -84,7 +88,7 @@ def run_heading(
     return out
 
 
-def summary_table(rows: Sequence[SummaryRow], *, live: bool) -> str:
+def summary_table(rows: Sequence[SummaryFields], *, live: bool) -> str:
     """The steps of a run, one line each: level, status, attempts, duration and a note."""
     cell = "" if live else f" style='{_CELL}'"
     head = "".join(f"<th{cell}>{h}</th>" for h in ("step", "level", "status", "attempts", "duration", "note"))
@@ -104,7 +108,7 @@ def summary_table(rows: Sequence[SummaryRow], *, live: bool) -> str:
     return f"<table {attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def static_report(heading: str, svg: str | None, rows: Sequence[SummaryRow]) -> str:
+def static_report(heading: str, svg: str | None, rows: Sequence[SummaryFields]) -> str:
     """A run's final state as one self-contained block: heading, picture and summary table.
 
     The ``flownb-static`` class lets a live view hide it when it sits under the live

@@ -13,9 +13,10 @@ frozen (``gc.collect(); gc.freeze()``), so no run pays to walk what the imports
 or earlier runs left, and how often the collector's full collections come no
 longer depends on them (CPython runs one when the objects promoted since the last
 exceed a quarter of the old generation: a process that imported twice as much,
-or kept an earlier run's records, had fewer). Measured on 2026-11-29, that moved
-the same dask graph 16% and the same in-memory chain 20% between processes.
-``--heap as-is`` times without it.
+or kept an earlier run's records, had fewer). On 2026-11-29, without it, the same
+dask graph took 19% longer in 3529e88's processes than in main's, and 3529e88's
+in-memory chain (its one store kept every earlier run's events) looked 11% faster;
+with it, both differences were 3%. ``--heap as-is`` times without it.
 
     python benchmarks/overhead.py [--steps 10000] [--repeat 3] [--heap settled|as-is]
 """

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from flownb.errors import FlownbError
-from flownb.render import SummaryRow, flow_html, layout_for, run_heading, summary_table
+from flownb.render import SummaryFields, flow_html, layout_for, run_heading, summary_table
 
 if TYPE_CHECKING:
     from flownb.engine.run import Run
@@ -26,7 +26,7 @@ def run_html(run: Run, session: Session | None = None) -> str:
     """
     statuses = dict(run.step_status)
     state = session.tracker.states.get(run.id) if session is not None else None
-    rows: list[SummaryRow] = []
+    rows: list[SummaryFields] = []
     duration = None
     if state is not None:
         state.fold()
@@ -34,12 +34,12 @@ def run_html(run: Run, session: Session | None = None) -> str:
             duration = state.duration_ms
             for name, v in state.steps.items():
                 note = (v.error if v.status == "failed" else v.reason) or ""
-                rows.append(SummaryRow(name, None, statuses.get(name, v.status), v.attempts, v.duration_ms, note))
+                rows.append((name, None, statuses.get(name, v.status), v.attempts, v.duration_ms, note))
     else:
-        rows = [SummaryRow(n, None, st) for n, st in statuses.items()]
+        rows = [(n, None, st, 0, None, "") for n, st in statuses.items()]
     counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.status] = counts.get(r.status, 0) + 1
+    for _, _, status, *_ in rows:
+        counts[status] = counts.get(status, 0) + 1
     done = sum(counts.get(s, 0) for s in ("succeeded", "cached", "skipped", "failed", "cancelled"))
     error = str(run.error) if run.error is not None else None
     heading = run_heading(run.flow, run.id, str(run.status), done=done, total=len(rows), counts=counts,

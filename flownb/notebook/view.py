@@ -317,7 +317,6 @@ class LiveView:
             self.panels.selected_index = names.index(select)
 
     def _summary_rows(self, steps: dict[str, _Snap]) -> list[SummaryFields]:
-        # plain tuples, which the garbage collector stops tracking (a SummaryRow it tracks for good)
         levels = self.graph.levels
         rows: list[SummaryFields] = []
         for name in sorted(steps, key=lambda n: (levels.get(n, 0), n)):

@@ -23,7 +23,7 @@ from flownb.render.picture import (
     layout_async,
     layout_for,
 )
-from flownb.render.report import SummaryFields, SummaryRow, flow_html, pill, run_heading, static_report, summary_table
+from flownb.render.report import SummaryFields, flow_html, pill, run_heading, static_report, summary_table
 from flownb.render.svg import render_svg, warm_renderer
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "FlowPicture",
     "StepDetail",
     "SummaryFields",
-    "SummaryRow",
     "cached_layout",
     "detail_text",
     "dot_source",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import html
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from flownb.render.picture import format_duration
 
@@ -38,23 +37,9 @@ STATIC_PILLS: dict[str, tuple[str, str]] = {
 _CELL = "padding:3px 10px;text-align:left;vertical-align:top;border-bottom:1px solid rgba(128,128,128,.35)"
 
 
-class SummaryRow(NamedTuple):
-    """One step's line in a run's summary table.
-
-    A named tuple: the final frame of a big run makes a thousand at once, and a frozen
-    dataclass sets each field through ``object.__setattr__``. The live view makes plain
-    tuples of the same fields (``SummaryFields``), which the garbage collector stops
-    tracking; it tracks a tuple subclass for good."""
-
-    step: str
-    level: int | None
-    status: str
-    attempts: int = 0
-    duration_ms: float | None = None
-    note: str = ""
-
-
-#: a SummaryRow's fields as a plain tuple: step, level, status, attempts, duration_ms, note
+#: one step's line in a run's summary table: step, level, status, attempts, duration_ms, note.
+#: A plain tuple, not a named one: a finished live view keeps a thousand, and the garbage
+#: collector stops tracking a tuple of atoms but tracks a tuple subclass for good.
 SummaryFields = tuple[str, int | None, str, int, float | None, str]
 
 

@@ -8,7 +8,6 @@ import threading
 import flownb
 from flownb.render import (
     StepDetail,
-    SummaryRow,
     cached_layout,
     detail_text,
     flow_html,
@@ -53,7 +52,7 @@ def test_layout_async_answers_at_once_and_calls_back_once_laid_out() -> None:
 
 
 def test_static_report_is_self_contained_and_escaped() -> None:
-    rows = [SummaryRow("<b>x</b>", 0, "failed", 3, 1200.0, "ValueError: <bad>"), SummaryRow("y", 1, "cancelled")]
+    rows = [("<b>x</b>", 0, "failed", 3, 1200.0, "ValueError: <bad>"), ("y", 1, "cancelled", 0, None, "")]
     heading = run_heading("f<1>", "abc", "failed", done=2, total=2, counts={"failed": 1, "cancelled": 1},
                           duration_ms=1200, error="step x <failed>", live=False)  # fmt: skip
     html = static_report(heading, "<svg width='10pt' height='10pt'></svg>", rows)

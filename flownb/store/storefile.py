@@ -12,7 +12,10 @@ Kept here:
 * **Damage.** Nobody else may write the file during this process's turn, and DuckDB
   shrinks it only inside our own calls: a file shorter than after our last operation
   was truncated (or removed) by someone else. Damage is remembered; every later use
-  fails with it.
+  fails with it. During a turn the size is read with ``fstat`` on a descriptor held
+  for the turn: two of them a commit, and a path lookup costs twice an ``fstat``
+  right after a commit's ``fdatasync``; it also tells a removed file (no links left)
+  from one put in its place.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class StoreFile:
         #: seconds each turn with the file was waited for (benchmarks/contention.py reads them)
         self.waits: list[float] = []
         self._size_seen: int | None = None
+        #: a read-only descriptor of the file, held for the turn (its size is read through it)
+        self._fd: int | None = None
         #: the file's size when this process last let go of it (None before its first turn ends)
         self._size_left: int | None = None
 
@@ -81,6 +86,8 @@ class StoreFile:
             self.turns.release()
             raise
         self.con = con
+        with contextlib.suppress(OSError):  # without it, the size is read by path
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         self.note_size()
         return con
 
@@ -120,6 +127,7 @@ class StoreFile:
                         self.turns.leave_size(self._size_left)
             finally:
                 self._size_seen = None
+                self._forget_fd()
                 self.turns.release()
 
     def shut(self) -> None:
@@ -138,8 +146,24 @@ class StoreFile:
 
     def note_size(self) -> None:
         if self.con is not None:
-            size = _size(self.path)
+            size = self._size()
             self._size_seen = size if size >= 0 else None
+
+    def _size(self) -> int:
+        """The file's size during this turn, -1 when it was removed."""
+        if self._fd is None:
+            return _size(self.path)
+        try:
+            st = os.fstat(self._fd)
+        except OSError:
+            return -1
+        return st.st_size if st.st_nlink > 0 else -1
+
+    def _forget_fd(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _check_between_turns(self) -> None:
         """A file this process had, found smaller than its last holder left it: someone who takes
@@ -164,7 +188,7 @@ class StoreFile:
         seen = self._size_seen
         if seen is None or self.damage is not None:
             return
-        size = _size(self.path)
+        size = self._size()
         if size < seen:
             what = "was removed" if size < 0 else f"shrank from {seen} to {size} bytes"
             self._damaged(what, "while this process had it open")

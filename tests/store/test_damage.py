@@ -80,6 +80,34 @@ def test_a_file_truncated_mid_run_fails_the_run_and_reads_as_damaged(tmp_path: P
     assert "restore it from a backup" in line
 
 
+def test_a_file_replaced_mid_run_fails_the_run(tmp_path: Path) -> None:
+    """Another file moved over the store's path while the run has it open: whatever its
+    size, the records went to a file nobody can open any more."""
+    from flownb.store.duckdb_store import DuckDBStore
+
+    db = str(tmp_path / "replaced.duckdb")
+    store = DuckDBStore(db, idle_release=120)
+    flow = flownb.Flow("replaced", db=store)
+
+    def step(i: int) -> object:
+        def body() -> int:
+            if i == 2:
+                bigger = tmp_path / "other.bin"
+                bigger.write_bytes(b"\0" * (os.path.getsize(db) * 2))
+                os.replace(bigger, db)
+            return i
+
+        return body
+
+    for i in range(5):
+        flow.step(step(i), name=f"s{i}", after=(f"s{i - 1}",) if i else ())
+    run = flow.run().wait(120)
+    assert run.status == "failed"
+    assert isinstance(run.error, flownb.FlownbError) and "was removed" in str(run.error), run.error
+    assert "s3" not in run.outputs
+    store.close()
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "small"

@@ -13,9 +13,9 @@ Kept here:
   shrinks it only inside our own calls: a file shorter than after our last operation
   was truncated (or removed) by someone else. Damage is remembered; every later use
   fails with it. During a turn the size is read with ``fstat`` on a descriptor held
-  for the turn: two of them a commit, and a path lookup costs twice an ``fstat``
-  right after a commit's ``fdatasync``; it also tells a removed file (no links left)
-  from one put in its place.
+  for the turn (two reads a commit; right after a commit's ``fdatasync`` an ``fstat``
+  took 10 to 20 µs here, a path ``stat`` 16 to 36), which also tells a removed file
+  (no links left) from another file moved to its path.
 """
 
 from __future__ import annotations

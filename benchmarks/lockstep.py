@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
@@ -67,12 +66,7 @@ def child(prelude: str, steps: int, store: str) -> None:
     bare_db = os.path.join(tmp, "bare.duckdb")
     for _ in sys.stdin:
         bare = overhead.time_bare_commit(bare_db)
-        flow = overhead.build("chain", steps, chain_db, durability)
-        overhead.settle_heap()
-        cpu, wall = time.process_time(), time.perf_counter()
-        run = flow.run().wait()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        assert run.status == "succeeded", run.error
+        wall, cpu = overhead.time_run(overhead.build("chain", steps, chain_db, durability))
         print(wall / steps, bare, cpu / steps, flush=True)
 
 

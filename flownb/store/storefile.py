@@ -146,10 +146,10 @@ class StoreFile:
 
     def note_size(self) -> None:
         if self.con is not None:
-            size = self._size()
+            size = self._current_size()
             self._size_seen = size if size >= 0 else None
 
-    def _size(self) -> int:
+    def _current_size(self) -> int:
         """The file's size during this turn, -1 when it was removed."""
         if self._fd is None:
             return _size(self.path)
@@ -188,7 +188,7 @@ class StoreFile:
         seen = self._size_seen
         if seen is None or self.damage is not None:
             return
-        size = self._size()
+        size = self._current_size()
         if size < seen:
             what = "was removed" if size < 0 else f"shrank from {seen} to {size} bytes"
             self._damaged(what, "while this process had it open")

@@ -190,20 +190,24 @@ class DuckDBStore(Store):
         future.result(timeout)
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
-        return self._call(lambda con: batches.frame(con, sql, params), write=False)
+        return self._read_history(lambda con: batches.frame(con, sql, params))
 
     def run_events(self, run_id: str) -> list[Event]:
-        rows = self._call(
-            lambda con: con.execute(
-                "SELECT run_id, seq, epoch_us(ts), step, event, payload FROM events WHERE run_id = ? ORDER BY seq",
-                [run_id],
-            ).fetchall(),
-            write=False,
-        )
+        sql = "SELECT run_id, seq, epoch_us(ts), step, event, payload FROM events WHERE run_id = ? ORDER BY seq"
+        rows = self._read_history(lambda con: con.execute(sql, [run_id]).fetchall())
         return [
             Event(run_id=r[0], seq=r[1], at=r[2] / 1_000_000, step=r[3], event=r[4], payload=json.loads(r[5] or "{}"))
             for r in rows
         ]
+
+    def _read_history(self, read: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """A read that may scan the whole history: with all of DuckDB's threads (storefile.py)."""
+
+        def with_all_cores(con: duckdb.DuckDBPyConnection) -> T:
+            with self._file.all_cores(con):
+                return read(con)
+
+        return self._call(with_all_cores, write=False)
 
     def load_value(self, run_id: str, step: str, name: str, output: dict[str, Any]) -> Any:
         codec = output["codec"]

@@ -92,6 +92,24 @@ def test_the_connection_is_released_when_idle(db: str) -> None:
     duckdb.connect(db).close()  # another connection may now open the file
 
 
+def test_writes_run_on_one_duckdb_thread_and_reads_over_history_on_all(db: str) -> None:
+    cores = duckdb.connect(":memory:").execute("SELECT current_setting('threads')").fetchone()
+    assert cores is not None
+    store = open_store(db)
+    assert isinstance(store, DuckDBStore)
+    store.submit([Event("r1", 1, "run_started", None, {"flow": "f"})]).result(10)
+
+    def threads_of_writes() -> object:
+        return store._call(lambda con: con.execute("SELECT current_setting('threads')").fetchone())
+
+    assert threads_of_writes() == (1,)
+    assert store.query("SELECT current_setting('threads') AS n")["n"].tolist() == [cores[0]]
+    assert threads_of_writes() == (1,)  # and back to one after the read
+    with pytest.raises(flownb.FlownbError):
+        store.query("SELECT nope")
+    assert threads_of_writes() == (1,)  # also after a read that failed
+
+
 HOLDER = textwrap.dedent(
     """
     import sys, time, duckdb

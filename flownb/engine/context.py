@@ -33,6 +33,10 @@ MIN_SECRET_CHARS = 4
 #: (names like KEYBOARD or SSH_AUTH_SOCK match too: their short values are left alone)
 MIN_AMBIENT_SECRET_CHARS = 8
 _NOT_SECRETS = frozenset({"true", "false", "none", "null", "yes", "no"})
+#: variables of a shell or desktop session whose names look secret (``pwd``, ``auth``) but
+#: whose values are the working directory or the path of a socket or file: scrubbing PWD
+#: blanked every path under the working directory out of logs, errors and tracebacks
+_SESSION_PATHS = frozenset({"PWD", "SSH_AUTH_SOCK", "XAUTHORITY"})
 _URL_SAFE = "/!$&'()*+,;=:@~"
 
 
@@ -82,7 +86,7 @@ class Secrets:
         """The values of the secret-looking variables of the environment (``os.environ``)."""
         secrets = cls()
         for name, value in (os.environ if environ is None else environ).items():
-            if is_secret_name(name):
+            if name not in _SESSION_PATHS and is_secret_name(name):
                 secrets.add(value, min_chars=MIN_AMBIENT_SECRET_CHARS)
         return secrets
 

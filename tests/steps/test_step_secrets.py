@@ -139,3 +139,24 @@ def test_secret_values_are_scrubbed_from_everything_recorded(
         "the ?token=": QUERY_TOKEN, "the failing URL's token": FAILING_TOKEN, "the step env secret": STEP_ENV,
         "the ambient env secret": AMBIENT, "the python step's key": PY_KEY,
     })  # fmt: skip
+
+
+def test_the_working_directory_is_not_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PWD's name matches "pwd" (a password's short name), SSH_AUTH_SOCK's and XAUTHORITY's
+    # "auth": their values are paths, which logs and tracebacks are full of
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    monkeypatch.setenv("XAUTHORITY", str(tmp_path / ".Xauthority"))
+    monkeypatch.setenv("FLOWNB_CANARY_SECRET", AMBIENT)  # still scrubbed
+    flow = flownb.Flow("paths", db=":memory:")
+
+    @flow.step
+    def read() -> None:
+        print("reading", os.path.join(os.getcwd(), "data.csv"), os.environ["FLOWNB_CANARY_SECRET"])
+        raise FileNotFoundError(f"no data.csv in {os.getcwd()}")
+
+    run = flow.run().wait(60)
+    row = run.steps.to_dict("records")[0]
+    assert row["stdout"] == f"reading {tmp_path / 'data.csv'} [redacted]\n"
+    assert row["error"] == f"no data.csv in {tmp_path}"

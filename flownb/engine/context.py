@@ -30,7 +30,7 @@ _SECRET_EXACT = frozenset({"sig", "pwd", "pass"})
 #: the shortest value scrubbed: shorter ones would blank out ordinary words and numbers
 MIN_SECRET_CHARS = 4
 #: the shortest value of a secret-looking variable of the process environment scrubbed
-#: (names like KEYBOARD or SSH_AUTH_SOCK match too: their short values are left alone)
+#: (names like KEYBOARD match too: their short values are left alone)
 MIN_AMBIENT_SECRET_CHARS = 8
 _NOT_SECRETS = frozenset({"true", "false", "none", "null", "yes", "no"})
 #: variables of a shell or desktop session whose names look secret (``pwd``, ``auth``) but
